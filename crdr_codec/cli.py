@@ -1,0 +1,325 @@
+"""The `crdr` command line: encode, decode, info, train.
+
+Heavy modules (torch, the model) are imported inside command bodies, so `crdr --help`
+and `crdr info` start fast. Every user-caused failure (a CrdrError) is printed as one
+line on stderr with a non-zero exit code; genuine bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .config import BETA_MAX, Q_MAX
+from .errors import CrdrError
+
+
+def _error_line(e: CrdrError) -> str:
+    """The one stderr line for a user error (messages from other libraries, e.g. torch's
+    unpickler, can span several lines)."""
+    return "crdr: error: " + " ".join(str(e).split())
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CrdrError as e:
+            click.echo(_error_line(e), err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("crdr: interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="crdr", message="crdr %(version)s")
+def main() -> None:
+    """crdr: learned image compression with rate (q) and realism (beta) control.
+
+    \b
+      crdr encode photo.png photo.crdr --q 2.5
+      crdr decode photo.crdr out.png --beta 3.84
+      crdr info photo.crdr
+    """
+
+
+def _device_option(f):
+    return click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                        show_default=True, help="Where the transforms run (entropy coding is always CPU).")(f)
+
+
+def _weights_option(f):
+    return click.option("--weights", type=click.Path(dir_okay=False),
+                        help="Weights file (default: the shipped weights/crdr-lite.pt).")(f)
+
+
+def _plan(inputs: tuple[str, ...], output_dir: str | None, suffix: str) -> list[tuple[str, str]]:
+    """Pair inputs with outputs: `IN OUT`, or `IN... -o DIR` (DIR/<stem><suffix>)."""
+    if output_dir is None:
+        if len(inputs) != 2:
+            raise CrdrError("give INPUT and OUTPUT, or several inputs with -o DIR")
+        return [(inputs[0], inputs[1])]
+    if not inputs:
+        raise CrdrError("no input files given")
+    out = Path(output_dir)
+    if not out.is_dir():
+        raise CrdrError(f"output folder does not exist: {out}")
+    if "-" in inputs:
+        raise CrdrError("'-' (stdin) cannot be combined with -o DIR")
+    pairs = [(i, str(out / (Path(i).stem + suffix))) for i in inputs]
+    seen: dict[str, str] = {}
+    for i, o in pairs:
+        if o in seen:
+            raise CrdrError(f"{i} and {seen[o]} would both be written to {o}")
+        seen[o] = i
+    return pairs
+
+
+def _check_paths(src: str, dst: str) -> None:
+    if src != "-" and dst != "-":
+        try:
+            if Path(src).resolve() == Path(dst).resolve():
+                raise CrdrError(f"output {dst} is the input file; refusing to overwrite it")
+        except OSError:
+            pass
+    if dst != "-":
+        parent = Path(dst).parent
+        if not parent.is_dir():
+            raise CrdrError(f"cannot write {dst}: folder {parent} does not exist")
+
+
+def _read_input(src: str) -> bytes | str:
+    return sys.stdin.buffer.read() if src == "-" else src
+
+
+def _write_output(dst: str, data: bytes) -> None:
+    from .fileutil import atomic_write_bytes
+
+    if dst == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        atomic_write_bytes(dst, data)
+
+
+def _run_batch(pairs, work, quiet: bool, label: str) -> None:
+    """Run work(src, dst) -> message for each pair; report failures and keep going."""
+    failed = 0
+    show_bar = len(pairs) > 1 and not quiet and sys.stderr.isatty()
+    with click.progressbar(pairs, label=label, file=sys.stderr) if show_bar else _nullbar(pairs) as it:
+        for src, dst in it:
+            try:
+                msg = work(src, dst)
+            except CrdrError as e:
+                failed += 1
+                click.echo(_error_line(e), err=True)
+                continue
+            if not quiet and msg:
+                click.echo(msg, err=True)
+    if failed:
+        if len(pairs) > 1:
+            click.echo(f"crdr: {failed} of {len(pairs)} files failed", err=True)
+        sys.exit(1)
+
+
+class _nullbar:
+    def __init__(self, items):
+        self.items = items
+
+    def __enter__(self):
+        return iter(self.items)
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _name(path: str) -> str:
+    return "<stdin>" if path == "-" else path
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False),
+              help="Write INPUT... to this folder as <name>.crdr.")
+@click.option("--q", "q", type=float, default=None,
+              help=f"Quality level in [0, {Q_MAX:g}] (default 2): 0 = smallest file, "
+                   f"{Q_MAX:g} = best quality.")
+@click.option("--bpp", "target_bpp", type=float,
+              help="Instead of --q: find the q whose real file size is closest to this "
+                   "many bits per pixel without exceeding it.")
+@click.option("--alpha", type=click.Choice(["refuse", "drop"]), default="refuse", show_default=True,
+              help="What to do with an image that has transparency.")
+@_weights_option
+@_device_option
+@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+def encode(inputs, output_dir, q, target_bpp, alpha, weights, device, quiet) -> None:
+    """Compress images into .crdr files.
+
+    \b
+      crdr encode in.png out.crdr --q 2.5
+      crdr encode *.png -o compressed/ --q 1
+      cat in.png | crdr encode - - --bpp 0.3 > out.crdr
+    """
+    from .config import check_q
+
+    if q is not None and target_bpp is not None:
+        raise CrdrError("give either --q or --bpp, not both")
+    q = check_q(2.0 if q is None else q)
+    if target_bpp is not None and not target_bpp > 0:
+        raise CrdrError(f"--bpp must be positive, got {target_bpp:g}")
+    pairs = _plan(inputs, output_dir, ".crdr")
+    for src, dst in pairs:
+        _check_paths(src, dst)
+    from .codec import Codec
+    from .image_io import read_image
+
+    codec = Codec(weights, device=device)
+
+    def work(src: str, dst: str) -> str:
+        rgb = read_image(_read_input(src), alpha=alpha, name=_name(src))
+        if target_bpp is not None:
+            res = codec.encode_to_bpp(rgb, target_bpp)
+        else:
+            res = codec.encode(rgb, q)
+        _write_output(dst, res.data)
+        h, w = rgb.shape[:2]
+        bpp = len(res.data) * 8 / (h * w)
+        return (f"{_name(src)} -> {'<stdout>' if dst == '-' else dst}: {w}x{h}, q={res.q:g}, "
+                f"{len(res.data)} bytes, {bpp:.4f} bpp")
+
+    _run_batch(pairs, work, quiet, "encoding")
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False),
+              help="Decode INPUT... into this folder as <name>.<format>.")
+@click.option("--beta", type=float, default=0.0, show_default=True,
+              help="Realism in [0, 5.12]: 0 = most faithful (highest PSNR), higher = sharper, "
+                   "more realistic detail. 3.84 is a good realistic setting.")
+@click.option("--format", "fmt", default=None,
+              help="Image format for -o DIR or stdout (png, jpeg, webp, tiff, bmp, ppm; "
+                   "default png). Otherwise the extension of OUTPUT decides.")
+@_weights_option
+@_device_option
+@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+def decode(inputs, output_dir, beta, fmt, weights, device, quiet) -> None:
+    """Decompress .crdr files into images; beta picks the distortion/realism balance.
+
+    \b
+      crdr decode in.crdr out.png --beta 0
+      crdr decode *.crdr -o decoded/ --beta 3.84
+    """
+    from .config import check_beta
+    from .image_io import format_from_extension
+
+    check_beta(beta)
+    fmt_name = fmt or "png"
+    pairs = _plan(inputs, output_dir, "." + ("jpg" if fmt_name in ("jpeg", "jpg") else fmt_name))
+    for src, dst in pairs:
+        _check_paths(src, dst)
+        format_from_extension(dst if fmt is None and dst != "-" else "x." + fmt_name)
+    from .codec import Codec
+    from .image_io import encode_image_bytes, write_image
+
+    codec = Codec(weights, device=device)
+
+    def work(src: str, dst: str) -> str:
+        data = _read_crdr(src)
+        rgb = codec.decode(data, beta)
+        if dst == "-":
+            _write_output(dst, encode_image_bytes(rgb, fmt_name))
+        else:
+            write_image(dst, rgb, format=fmt)
+        h, w = rgb.shape[:2]
+        return f"{_name(src)} -> {'<stdout>' if dst == '-' else dst}: {w}x{h}, beta={beta:g}"
+
+    _run_batch(pairs, work, quiet, "decoding")
+
+
+def _read_crdr(src: str) -> bytes:
+    if src == "-":
+        return sys.stdin.buffer.read()
+    p = Path(src)
+    if not p.exists():
+        raise CrdrError(f"{src}: no such file")
+    if not p.is_file():
+        raise CrdrError(f"{src}: not a file")
+    try:
+        return p.read_bytes()
+    except OSError as e:
+        raise CrdrError(f"{src}: cannot read ({e.strerror or e})") from None
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object, or a list).")
+def info(files, as_json) -> None:
+    """Show the header of .crdr files (no model needed)."""
+    from .bitstream import header_size, unpack
+
+    rows, failed = [], 0
+    for f in files:
+        try:
+            data = _read_crdr(f)
+            header, payload = unpack(data)
+        except CrdrError as e:
+            failed += 1
+            named = e if str(e).startswith(f) else CrdrError(f"{_name(f)}: {e}")
+            click.echo(_error_line(named), err=True)
+            continue
+        d = {"file": _name(f), **header.to_json(), "file_bytes": len(data),
+             "header_bytes": header_size(header), "payload_bytes": len(payload),
+             "bpp": len(data) * 8 / (header.height * header.width)}
+        rows.append(d)
+        if not as_json:
+            click.echo(
+                f"{d['file']}: crdr v{d['format_version']}, {d['width']}x{d['height']}, "
+                f"q={d['q']:g}, {d['file_bytes']} bytes ({d['bpp']:.4f} bpp; header "
+                f"{d['header_bytes']}, payload {d['payload_bytes']}), model {d['model_id']}"
+            )
+    if as_json and rows:
+        click.echo(json.dumps(rows[0] if len(files) == 1 else rows, indent=2))
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--config", "config_name", default="lite", show_default=True,
+              help="Training preset (lite, paper, tiny) or a TOML file.")
+@click.option("--stage", type=click.IntRange(1, 3), help="Stage to train (1, 2 or 3).")
+@click.option("--run-dir", type=click.Path(file_okay=False), default="runs/lite", show_default=True,
+              help="Folder for checkpoints and logs; an existing stage checkpoint is resumed.")
+@click.option("--init", "init_path", type=click.Path(dir_okay=False),
+              help="Start the stage from this checkpoint or weights file "
+                   "(default: RUN_DIR/stage{N-1}.ckpt when it exists).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value, e.g. --set stage2.steps=500 (repeatable).")
+@click.option("--max-minutes", type=float, help="Stop (with a checkpoint) after this long.")
+@click.option("--max-steps", type=int, help="Stop (with a checkpoint) after this many steps.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--threads", type=int, help="torch CPU threads (default: torch's choice).")
+@click.option("--export", "export_path", type=click.Path(dir_okay=False),
+              help="Write the inference weights of the stage's checkpoint to this file and exit.")
+@click.option("--fp32", is_flag=True, help="With --export: keep float32 weights (default fp16).")
+@click.option("--validate", is_flag=True, help="Run one validation pass and exit.")
+@click.option("--quiet", is_flag=True)
+def train(config_name, stage, run_dir, init_path, overrides, max_minutes, max_steps, device,
+          threads, export_path, fp32, validate, quiet) -> None:
+    """Train a stage of a crdr model (resumable; torchrun for several processes)."""
+    from .train.cli import run_train
+
+    if stage is None:
+        raise CrdrError("--stage is required (1, 2 or 3)")
+    run_train(config_name=config_name, stage=stage, run_dir=run_dir, init_path=init_path,
+              overrides=list(overrides), max_minutes=max_minutes, max_steps=max_steps,
+              device=device, threads=threads, export_path=export_path, fp32=fp32,
+              validate=validate, quiet=quiet)
+
+
+if __name__ == "__main__":
+    main()

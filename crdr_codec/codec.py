@@ -1,0 +1,163 @@
+"""Public API: images (uint8 RGB arrays) <-> .crdr bytes.
+
+Example::
+
+    from crdr_codec.codec import Codec
+    codec = Codec()                      # shipped weights, best device
+    data = codec.encode(rgb, q=2.5)      # rgb: (H, W, 3) uint8 -> bytes of a .crdr file
+    rec = codec.decode(data, beta=3.84)  # -> (H, W, 3) uint8
+
+Entropy parameters are computed on the CPU in float32 so that a file decodes to the
+same symbols on any machine; the transforms use ``device``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import bitstream
+from .config import PAD_MULTIPLE, Q_MAX, check_beta, code_to_q, q_to_code
+from .errors import BitstreamError, ModelMismatchError
+from .image_io import crop, pad_to_multiple, to_tensor, to_uint8
+from .tiling import tiled
+from .weights import load_weights
+
+#: Images with more padded pixels than this are transformed in tiles.
+TILE_THRESHOLD = 2048 * 2048
+TILE = 1024  # image pixels (a multiple of 64)
+OVERLAP = 256  # image pixels (a multiple of 16)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        from .errors import CrdrError
+
+        raise CrdrError("--device cuda was requested but no CUDA device is available")
+    return torch.device(device)
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    data: bytes
+    q: float  # the exact q used (as stored in the header)
+
+
+class Codec:
+    """A loaded model ready to encode and decode.
+
+    Args:
+        weights: path of a weights file (default: the shipped weights).
+        device: "auto", "cpu" or "cuda" for the transforms.
+        tile: tile size in pixels for large images (None: automatic above a threshold).
+        model: an already built model (instead of ``weights``), with its fingerprint.
+    """
+
+    def __init__(
+        self,
+        weights: str | os.PathLike | None = None,
+        device: str = "auto",
+        tile: int | None = None,
+        model=None,
+        fingerprint: bytes | None = None,
+    ) -> None:
+        if model is None:
+            model, fingerprint = load_weights(weights)
+        self.model = model.eval()
+        self.fingerprint = fingerprint or b"\0" * 32
+        self.model_id = self.fingerprint[: bitstream.MODEL_ID_BYTES]
+        self.device = resolve_device(device)
+        self.model.place(self.device)
+        self.tile = tile
+
+    def _use_tiles(self, h: int, w: int) -> bool:
+        if self.tile is not None:
+            return True
+        return h * w > TILE_THRESHOLD
+
+    def _tile_size(self) -> tuple[int, int]:
+        t = self.tile or TILE
+        return t, min(OVERLAP, t // 2)
+
+    # -------------------------------------------------------------- encode
+    def encode(self, rgb: np.ndarray, q: float = 2.0) -> EncodeResult:
+        """Encode an (H, W, 3) uint8 image at quality q in [0, 4]."""
+        code = q_to_code(q)
+        q_used = code_to_q(code)
+        h, w = rgb.shape[:2]
+        x = pad_to_multiple(to_tensor(rgb), PAD_MULTIPLE).to(self.device)
+        m = self.model
+        if self._use_tiles(*x.shape[-2:]):
+            t, o = self._tile_size()
+            qt = torch.tensor([q_used], device=self.device)
+            with torch.inference_mode():
+                y = tiled(lambda p: m.g_a(p, qt), x, t, o, 1 / 16, m.cfg.latent)
+        else:
+            y = m.analyze(x, q_used)
+        payload, _ = m.compress_latent(y)
+        header = bitstream.Header(model_id=self.model_id, q_code=code, height=h, width=w)
+        return EncodeResult(bitstream.pack(header, payload), q_used)
+
+    def encode_to_bpp(self, rgb: np.ndarray, target_bpp: float, iterations: int = 9) -> EncodeResult:
+        """Largest q whose real file size is at most ``target_bpp`` (bisection on q).
+
+        If even q = 0 exceeds the target, the q = 0 file is returned (the smallest we can
+        make). File size grows with q, so bisection converges to the boundary.
+        """
+        pixels = rgb.shape[0] * rgb.shape[1]
+
+        def bpp(res: EncodeResult) -> float:
+            return len(res.data) * 8 / pixels
+
+        best = self.encode(rgb, Q_MAX)
+        if bpp(best) <= target_bpp:
+            return best
+        low = self.encode(rgb, 0.0)
+        if bpp(low) > target_bpp:
+            return low
+        lo, hi = 0, q_to_code(Q_MAX)
+        best = low
+        for _ in range(iterations):
+            mid = (lo + hi) // 2
+            res = self.encode(rgb, code_to_q(mid))
+            if bpp(res) <= target_bpp:
+                lo, best = mid, res
+            else:
+                hi = mid
+        return best
+
+    # -------------------------------------------------------------- decode
+    def read(self, data: bytes) -> tuple[bitstream.Header, bytes]:
+        header, payload = bitstream.unpack(data)
+        if header.model_id != self.model_id:
+            raise ModelMismatchError(
+                f"file was written by model {header.model_id.hex()}, "
+                f"but the loaded weights are model {self.model_id.hex()} (use --weights)"
+            )
+        return header, payload
+
+    def decode(self, data: bytes, beta: float = 0.0) -> np.ndarray:
+        """Decode .crdr bytes at realism beta in [0, 5.12] to an (H, W, 3) uint8 image."""
+        beta = check_beta(beta)
+        header, payload = self.read(data)
+        hp = -(-header.height // PAD_MULTIPLE) * PAD_MULTIPLE
+        wp = -(-header.width // PAD_MULTIPLE) * PAD_MULTIPLE
+        m = self.model
+        try:
+            y_hat = m.decode_latent(payload, hp, wp)
+        except (ValueError, RuntimeError, AssertionError) as e:
+            raise BitstreamError(f"corrupt .crdr payload ({e})") from None
+        if self._use_tiles(hp, wp):
+            t, o = self._tile_size()
+            x_hat = tiled(
+                lambda p: m.synthesize(p, header.q, beta), y_hat, t // 16, o // 16, 16, 3
+            ).clamp_(-1, 1)
+        else:
+            x_hat = m.synthesize(y_hat, header.q, beta)
+        return to_uint8(crop(x_hat.cpu(), header.height, header.width))
+

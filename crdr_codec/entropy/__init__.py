@@ -1,0 +1,1 @@
+"""Entropy model of crdr: hyperprior, channel-wise autoregressive context, and coding."""

@@ -1,0 +1,35 @@
+"""Exception hierarchy of crdr.
+
+Every error a user can cause (bad file, bad argument, wrong model) derives from
+:class:`CrdrError`; the command line prints those as one line and exits non-zero.
+Each subclass also derives from the matching built-in so callers can catch either.
+Only the standard library is imported here.
+"""
+
+
+class CrdrError(Exception):
+    """Root of all user-facing crdr errors."""
+
+
+class BitstreamError(CrdrError, ValueError):
+    """A .crdr file is not valid: wrong magic, unknown version, truncated, corrupt."""
+
+
+class ModelMismatchError(CrdrError, ValueError):
+    """A .crdr file was written by a different model than the one loaded."""
+
+
+class ImageError(CrdrError, ValueError):
+    """An input image cannot be read or is not supported (alpha, unknown format)."""
+
+
+class WeightsError(CrdrError, ValueError):
+    """A weights file is missing, unreadable or of an unknown layout."""
+
+
+class ParameterError(CrdrError, ValueError):
+    """A rate or realism parameter is out of range."""
+
+
+class DependencyError(CrdrError, ImportError):
+    """An optional package needed for the requested operation is not installed."""

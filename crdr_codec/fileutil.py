@@ -1,0 +1,216 @@
+"""Atomic file output.
+
+Every file crdr writes (``.crdr`` bitstreams, decoded images, weights) goes through
+this module so a crash, a full disk or Ctrl-C never leaves a half-written file under
+the final name: data is written to a hidden temporary file in the same directory,
+flushed to disk, then renamed over the target in one step.
+
+Targets that exist but are not regular files (``/dev/null``, a named pipe) are
+written to directly, since renaming over them would replace the device node itself.
+Writing to ``-`` (stdout) is handled by the callers, not here.
+
+Only the standard library is imported here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from typing import Union
+
+from .errors import CrdrError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+# Longest part of the target name copied into the temporary name (NAME_MAX is 255).
+_MAX_PREFIX = 100
+
+
+class OutputError(CrdrError, OSError):
+    """An output file cannot be written (missing directory, no permission, disk full)."""
+
+
+def _output_error(path: PathLike, exc: OSError) -> OutputError:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return OutputError(f"cannot write '{os.fspath(path)}': {reason}")
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where the OS allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # not thread-safe, only reached off Linux
+    os.umask(mask)
+    return mask
+
+
+def _final_mode(target: str) -> int:
+    """Permission bits the output should get: those of the file it replaces, else
+    what ``open()`` would give a new file (mkstemp creates files as 0600)."""
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        return 0o666 & ~_current_umask()
+
+
+def _resolve(path: PathLike) -> tuple[str, bool]:
+    """Return ``(target, special)``: the real file to write (symlinks followed, so a
+    link is written through rather than replaced) and whether it exists but is not a
+    regular file (then it must be written in place, not renamed over).
+
+    Raises:
+        OutputError: the target is a directory.
+    """
+    target = os.path.realpath(os.fspath(path))
+    try:
+        st = os.stat(target)
+    except OSError:
+        return target, False
+    if stat.S_ISDIR(st.st_mode):
+        raise OutputError(f"cannot write '{os.fspath(path)}': Is a directory")
+    return target, not stat.S_ISREG(st.st_mode)
+
+
+def _mkstemp_beside(path: PathLike, target: str, suffix: str) -> tuple[int, str]:
+    directory = os.path.dirname(target) or "."
+    name = os.path.basename(target)[:_MAX_PREFIX]
+    try:
+        return tempfile.mkstemp(prefix=f".{name}.", suffix=suffix, dir=directory)
+    except OSError as exc:
+        raise _output_error(path, exc) from exc
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _fsync_dir(directory: str) -> None:
+    """Best effort: make the rename itself durable (not possible on every OS)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _commit(path: PathLike, tmp: str, target: str) -> None:
+    """fsync ``tmp``, give it its final permissions and rename it onto ``target``."""
+    try:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, _final_mode(target))
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise _output_error(path, exc) from exc
+    _fsync_dir(os.path.dirname(target) or ".")
+
+
+def _write_in_place(path: PathLike, target: str, data: bytes) -> None:
+    try:
+        with open(target, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise _output_error(path, exc) from exc
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: readers see the old file or the whole new one.
+
+    Args:
+        path: destination file. Its directory must exist. An existing file is replaced
+            and keeps its permission bits; a new file gets the usual umask permissions.
+        data: the complete file contents.
+
+    Raises:
+        OutputError: the directory does not exist or is not writable, the target is a
+            directory, the disk is full, etc. The message names ``path``. No temporary
+            file is left behind and an existing file at ``path`` is left untouched.
+    """
+    target, special = _resolve(path)
+    if special:
+        _write_in_place(path, target, data)
+        return
+    fd, tmp = _mkstemp_beside(path, target, ".tmp")
+    try:
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        except OSError as exc:
+            raise _output_error(path, exc) from exc
+        _commit(path, tmp, target)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_writer(path: PathLike) -> Iterator[str]:
+    """Context manager giving a temporary path to write instead of ``path``.
+
+    The temporary file lives in the same directory (hidden, same extension as
+    ``path``), already exists and is empty. When the block ends normally it is
+    renamed onto ``path``; when the block raises it is removed and the exception
+    propagates, leaving any existing file at ``path`` untouched.
+
+    Example::
+
+        with atomic_writer("out/x.png") as tmp:
+            image.save(tmp, format="PNG")
+
+    Args:
+        path: the final destination.
+
+    Yields:
+        The temporary path (str) to write to.
+
+    Raises:
+        OutputError: the temporary file cannot be created (missing or read-only
+            directory) or cannot be moved into place. Errors raised by the caller's
+            own writes inside the block propagate unchanged.
+    """
+    target, special = _resolve(path)
+    suffix = os.path.splitext(target)[1]
+    if special:
+        # Write to a scratch file elsewhere, then copy it into the device or pipe.
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".crdr-", suffix=suffix)
+        except OSError as exc:
+            raise _output_error(path, exc) from exc
+        os.close(fd)
+        try:
+            yield tmp
+            try:
+                with open(tmp, "rb") as f:
+                    data = f.read()
+            except OSError as exc:
+                raise _output_error(path, exc) from exc
+            _write_in_place(path, target, data)
+        finally:
+            _remove_quietly(tmp)
+        return
+
+    fd, tmp = _mkstemp_beside(path, target, suffix)
+    os.close(fd)
+    try:
+        yield tmp
+        _commit(path, tmp, target)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise

@@ -1,0 +1,477 @@
+"""Reading and writing images, and the pixel conventions of the network.
+
+This is the only module that knows how pixels are represented:
+
+* on disk / in memory: ``numpy.ndarray`` of shape (H, W, 3), dtype uint8, RGB;
+* in the network: ``torch.Tensor`` of shape (1, 3, H, W), float32 in [-1, 1]
+  (``x / 127.5 - 1``), padded right and bottom to a multiple of
+  :data:`~crdr_codec.config.PAD_MULTIPLE`.
+
+Input handling: EXIF orientation is applied; grayscale, palette, CMYK, YCbCr etc. are
+converted to RGB; 16-bit and floating-point images are reduced to 8 bits with a
+:class:`PrecisionWarning`; images with an alpha channel are refused unless the caller
+asks for the alpha to be dropped. Colour profiles (ICC) are ignored: pixels are taken
+as sRGB. Of multi-frame files (animated GIF/WebP, multi-page TIFF) the first frame is
+read. Input files are opened read-only.
+
+numpy and Pillow are imported here; torch only inside the tensor functions.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import warnings
+from typing import TYPE_CHECKING, Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .config import PAD_MULTIPLE
+from .errors import ImageError
+from .fileutil import OutputError, atomic_writer
+
+if TYPE_CHECKING:
+    import torch
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Largest image read, in pixels. Pillow's default (~89 MP, with only a warning up
+#: to twice that) is raised so large photos and panoramas work; anything above is
+#: refused as a likely decompression bomb. Set globally at import because Pillow
+#: checks it inside ``Image.open``; it only loosens Pillow's default.
+MAX_PIXELS = 400_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+ALPHA_MODES = ("refuse", "drop")
+
+# Output formats: extension -> canonical name -> Pillow format name + save options.
+_EXTENSIONS = {
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".webp": "webp",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".bmp": "bmp",
+    ".ppm": "ppm",
+}
+_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
+_PIL_FORMATS = {
+    "png": "PNG",
+    "jpeg": "JPEG",
+    "webp": "WEBP",
+    "tiff": "TIFF",
+    "bmp": "BMP",
+    "ppm": "PPM",
+}
+_SAVE_OPTIONS: dict[str, dict] = {
+    "png": {"compress_level": 6},
+    # 4:4:4 chroma: the decoded image is evaluated against the original; chroma
+    # subsampling would add its own loss on top of the codec's.
+    "jpeg": {"quality": 95, "subsampling": 0},
+    # Lossless: the file holds exactly what the decoder produced.
+    "webp": {"lossless": True},
+    "tiff": {},
+    "bmp": {},
+    "ppm": {},
+}
+_EXTENSION_HINT = "use .png, .jpg, .webp, .tif, .bmp or .ppm"
+
+# Modes carrying an alpha band (lower-case 'a': premultiplied).
+_ALPHA_IMAGE_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+
+# Everything Pillow's decoders are known to raise on a malformed or hostile file.
+_DECODE_ERRORS = (
+    OSError,  # includes UnidentifiedImageError and "image file is truncated"
+    ValueError,
+    SyntaxError,  # PNG and some other plugins signal broken files this way
+    EOFError,
+    struct.error,
+    IndexError,
+    KeyError,
+    ZeroDivisionError,
+    MemoryError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,  # turned into an error while opening
+)
+
+
+class PrecisionWarning(UserWarning):
+    """An input image had more than 8 bits per channel and was reduced to 8 bits."""
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def _canonical_format(fmt: str) -> str:
+    name = fmt.lower().lstrip(".")
+    name = _ALIASES.get(name, name)
+    if name not in _PIL_FORMATS:
+        raise ImageError(
+            f"unknown image format '{fmt}'; use png, jpeg, webp, tiff, bmp or ppm"
+        )
+    return name
+
+
+def format_from_extension(path: PathLike) -> str:
+    """The output image format implied by the extension of ``path``.
+
+    Meant to be called before any heavy work, so a bad output name fails fast.
+
+    Args:
+        path: output file name; the extension is matched case-insensitively.
+
+    Returns:
+        One of ``'png'``, ``'jpeg'``, ``'webp'``, ``'tiff'``, ``'bmp'``, ``'ppm'``.
+
+    Raises:
+        ImageError: the extension is missing or not a supported image format.
+    """
+    name = os.fspath(path)
+    ext = os.path.splitext(name)[1].lower()
+    try:
+        return _EXTENSIONS[ext]
+    except KeyError:
+        raise ImageError(
+            f"cannot tell the image format from '{name}'; {_EXTENSION_HINT}"
+        ) from None
+
+
+def _check_rgb(rgb: np.ndarray) -> np.ndarray:
+    if not isinstance(rgb, np.ndarray):
+        raise TypeError(f"expected a numpy array, got {type(rgb).__name__}")
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(
+            f"expected a uint8 array of shape (H, W, 3), got {rgb.dtype} {rgb.shape}"
+        )
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ValueError(f"image has no pixels: shape {rgb.shape}")
+    return np.ascontiguousarray(rgb)
+
+
+def _save(rgb: np.ndarray, fp, fmt: str) -> None:
+    Image.init()
+    pil_format = _PIL_FORMATS[fmt]
+    if pil_format not in Image.SAVE:
+        raise ImageError(f"this Pillow build cannot write {fmt.upper()} images")
+    Image.fromarray(_check_rgb(rgb)).save(fp, format=pil_format, **_SAVE_OPTIONS[fmt])
+
+
+def encode_image_bytes(rgb: np.ndarray, fmt: str) -> bytes:
+    """Encode an image in memory, e.g. for writing to stdout.
+
+    Args:
+        rgb: uint8 array of shape (H, W, 3).
+        fmt: format name: png, jpeg (jpg), webp, tiff (tif), bmp or ppm.
+
+    Returns:
+        The encoded file contents.
+
+    Raises:
+        ImageError: unknown format.
+        ValueError, TypeError: ``rgb`` is not a (H, W, 3) uint8 array.
+    """
+    name = _canonical_format(fmt)
+    buf = io.BytesIO()
+    _save(rgb, buf, name)
+    return buf.getvalue()
+
+
+def write_image(path: PathLike, rgb: np.ndarray, format: str | None = None) -> None:
+    """Write an RGB image atomically; the format follows the extension of ``path``.
+
+    JPEG is written at quality 95 with 4:4:4 chroma, WebP losslessly, PNG at
+    compression level 6.
+
+    Args:
+        path: output file. It appears only once completely written.
+        rgb: uint8 array of shape (H, W, 3).
+        format: format name overriding the extension (png, jpeg, webp, tiff, bmp, ppm).
+
+    Raises:
+        ImageError: the format cannot be told from the extension or is unknown.
+        OutputError: the file cannot be written (missing directory, no permission,
+            disk full); nothing is left at ``path``.
+        ValueError, TypeError: ``rgb`` is not a (H, W, 3) uint8 array.
+    """
+    fmt = _canonical_format(format) if format is not None else format_from_extension(path)
+    rgb = _check_rgb(rgb)
+    with atomic_writer(path) as tmp:
+        try:
+            _save(rgb, tmp, fmt)
+        except OSError as exc:
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise OutputError(f"cannot write '{os.fspath(path)}': {reason}") from exc
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _rawmodes(im: Image.Image) -> list[str]:
+    """The decoder raw modes of a not-yet-loaded image (e.g. 'RGB;16B')."""
+    modes = []
+    for tile in getattr(im, "tile", None) or []:
+        args = tile[3] if len(tile) > 3 else None
+        if isinstance(args, tuple) and args:
+            args = args[0]
+        if isinstance(args, str):
+            modes.append(args)
+    return modes
+
+
+def _is_16bit_rawmode(rawmode: str) -> bool:
+    # 'RGB;16B', 'I;16', 'LA;16B', 'CMYK;16L' ... are 16 bits per channel;
+    # 'BGR;16' / 'BGR;15' are packed 5-6-5 / 5-5-5 pixels, i.e. fewer bits.
+    base, _, rest = rawmode.partition(";")
+    return rest.startswith("16") and not base.startswith("BGR")
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    if im.mode in _ALPHA_IMAGE_MODES or "transparency" in im.info:
+        return True
+    return im.mode == "P" and im.palette is not None and im.palette.mode == "RGBA"
+
+
+def _alpha_is_opaque(im: Image.Image) -> bool:
+    try:
+        return im.convert("RGBA").getchannel("A").getextrema() == (255, 255)
+    except (ValueError, OSError):
+        return False
+
+
+def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
+    return np.repeat(gray[:, :, None], 3, axis=2)
+
+
+def _high_precision_to_rgb(im: Image.Image, name: str) -> np.ndarray:
+    """8-bit RGB from a single-band integer ('I', 'I;16*') or float ('F') image."""
+    a = np.asarray(im)
+    if im.mode == "F":
+        if not np.all(np.isfinite(a)):
+            raise ImageError(f"{name}: floating-point image contains NaN or infinity")
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        if lo < 0.0 or hi > 255.0:
+            raise ImageError(
+                f"{name}: floating-point pixels outside [0, 255] "
+                f"(range {lo:g} to {hi:g}) are not supported"
+            )
+        scale = 255.0 if hi <= 1.0 else 1.0  # [0, 1] data, else already 0..255
+        return _gray_to_rgb(np.rint(a.astype(np.float64) * scale).astype(np.uint8))
+    a = a.astype(np.int64)
+    if a.size and (a.min() < 0 or a.max() > 0xFFFF):
+        raise ImageError(
+            f"{name}: pixel values outside 0..65535 (32-bit or signed integer "
+            "image) are not supported"
+        )
+    return _gray_to_rgb((a >> 8).astype(np.uint8))
+
+
+def _open_and_load(source, name: str) -> tuple[Image.Image, bool]:
+    """Decode ``source`` fully; return the image (orientation applied) and whether
+    its samples had 16 bits before Pillow's loading truncated them to 8."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(source)
+        with im:
+            deep = any(_is_16bit_rawmode(m) for m in _rawmodes(im))
+            im.load()
+            orientation = im.getexif().get(0x0112)  # EXIF Orientation
+            if orientation in (2, 3, 4, 5, 6, 7, 8):
+                return ImageOps.exif_transpose(im), deep
+            return im, deep
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"{name}: not a readable image (unknown or unsupported format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(
+            f"{name}: not a readable image (more than {MAX_PIXELS:,} pixels)"
+        ) from exc
+    except _DECODE_ERRORS as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise ImageError(f"{name}: not a readable image ({detail})") from exc
+
+
+def read_image(
+    path_or_bytes: PathLike | bytes | bytearray | memoryview,
+    alpha: str = "refuse",
+    *,
+    name: str | None = None,
+) -> np.ndarray:
+    """Read an image file (or its bytes) as 8-bit RGB.
+
+    Any format Pillow decodes is accepted (PNG, JPEG, WebP, TIFF, BMP, GIF, PPM, ...).
+    EXIF orientation is applied. Grayscale, palette, CMYK, YCbCr etc. become RGB.
+    16-bit and floating-point images are reduced to 8 bits (16-bit: ``v >> 8``) with a
+    :class:`PrecisionWarning`.
+
+    Args:
+        path_or_bytes: a file path, or the raw file contents (e.g. read from stdin).
+        alpha: what to do with an alpha channel or palette transparency:
+            ``"refuse"`` raises :class:`ImageError`, ``"drop"`` discards it and keeps
+            the colour values as they are (no compositing onto a background).
+        name: how to call the input in messages; defaults to the path, or
+            ``"<stdin>"`` for bytes.
+
+    Returns:
+        uint8 array of shape (H, W, 3), C-contiguous and writeable.
+
+    Raises:
+        ImageError: missing file, directory, unreadable or not an image, truncated,
+            too many pixels, alpha refused, unsupported pixel format.
+        ValueError: ``alpha`` is not one of ``"refuse"``, ``"drop"``.
+    """
+    if alpha not in ALPHA_MODES:
+        raise ValueError(f"alpha must be one of {', '.join(ALPHA_MODES)}; got {alpha!r}")
+
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        label = name if name is not None else "<stdin>"
+        data = bytes(path_or_bytes)
+        if not data:
+            raise ImageError(f"{label}: not a readable image (empty input)")
+        im, deep = _open_and_load(io.BytesIO(data), label)
+    else:
+        path = os.fspath(path_or_bytes)
+        label = name if name is not None else path
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            raise ImageError(f"{label}: no such file") from None
+        except IsADirectoryError:
+            raise ImageError(f"{label}: is a directory, not an image file") from None
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise ImageError(f"{label}: cannot open ({reason})") from exc
+        with f:
+            if os.fstat(f.fileno()).st_size == 0:
+                raise ImageError(f"{label}: not a readable image (empty file)")
+            im, deep = _open_and_load(f, label)
+
+    with im:
+        if _has_alpha(im):
+            # A fully opaque alpha (common in screenshots) carries nothing: accept it.
+            if alpha == "refuse" and not _alpha_is_opaque(im):
+                raise ImageError(
+                    f"{label} has an alpha channel; crdr codes RGB only "
+                    "(use --alpha drop to discard it)"
+                )
+            im = im.convert("RGBA").convert("RGB")
+
+        if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+            kind = "floating-point" if im.mode == "F" else "16-bit"
+            rgb = _high_precision_to_rgb(im, label)
+            warnings.warn(f"{label}: {kind} image reduced to 8 bits", PrecisionWarning, stacklevel=2)
+            return rgb
+
+        if im.mode != "RGB":
+            try:
+                im = im.convert("RGB")
+            except ValueError:
+                raise ImageError(
+                    f"{label}: colour mode {im.mode} is not supported; convert it to RGB"
+                ) from None
+        if deep:
+            warnings.warn(f"{label}: 16-bit image reduced to 8 bits", PrecisionWarning, stacklevel=2)
+        rgb = np.array(im, dtype=np.uint8)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:  # defensive: Pillow always gives (H, W, 3)
+        raise ImageError(f"{label}: unexpected pixel layout {rgb.shape}")
+    return rgb
+
+
+# --------------------------------------------------------------------------- tensors
+
+
+def to_tensor(rgb: np.ndarray) -> "torch.Tensor":
+    """Network input from an image.
+
+    Args:
+        rgb: uint8 array of shape (H, W, 3).
+
+    Returns:
+        float32 tensor of shape (1, 3, H, W) with values ``rgb / 127.5 - 1`` in [-1, 1].
+
+    Raises:
+        ValueError, TypeError: ``rgb`` is not a (H, W, 3) uint8 array.
+    """
+    import torch
+
+    rgb = _check_rgb(rgb)
+    if not rgb.flags.writeable:
+        rgb = rgb.copy()  # torch.from_numpy warns on read-only arrays
+    t = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).to(torch.float32)
+    return (t / 127.5 - 1.0).contiguous()
+
+
+def to_uint8(x: "torch.Tensor") -> np.ndarray:
+    """Image from a network output.
+
+    Args:
+        x: tensor of shape (1, 3, H, W) (or (3, H, W)) with values nominally in [-1, 1];
+            values outside are clamped, NaN becomes mid-gray.
+
+    Returns:
+        uint8 array of shape (H, W, 3): ``round((clamp(x, -1, 1) + 1) * 127.5)``.
+
+    Raises:
+        ValueError: wrong shape.
+    """
+    import torch
+
+    if x.dim() == 4 and x.shape[0] == 1:
+        x = x[0]
+    if x.dim() != 3 or x.shape[0] != 3:
+        raise ValueError(f"expected a tensor of shape (1, 3, H, W), got {tuple(x.shape)}")
+    x = x.detach().to(device="cpu", dtype=torch.float32)
+    x = torch.nan_to_num(x, nan=0.0).clamp(-1.0, 1.0)
+    x = torch.round((x + 1.0) * 127.5).to(torch.uint8)
+    return x.permute(1, 2, 0).contiguous().numpy()
+
+
+def pad_to_multiple(x: "torch.Tensor", multiple: int = PAD_MULTIPLE) -> "torch.Tensor":
+    """Pad right and bottom so height and width are multiples of ``multiple``.
+
+    Edge pixels are replicated (reflection is impossible for images smaller than the
+    pad, e.g. 1x1). Undo with :func:`crop`.
+
+    Args:
+        x: tensor of shape (N, C, H, W), floating point.
+        multiple: the required divisor of H and W.
+
+    Returns:
+        ``x`` itself if already aligned, else a new padded tensor.
+
+    Raises:
+        ValueError: ``x`` is not 4-D or ``multiple`` is not positive.
+    """
+    import torch.nn.functional as F
+
+    if x.dim() != 4:
+        raise ValueError(f"expected a tensor of shape (N, C, H, W), got {tuple(x.shape)}")
+    if multiple < 1:
+        raise ValueError(f"multiple must be positive, got {multiple}")
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="replicate")
+
+
+def crop(x: "torch.Tensor", h: int, w: int) -> "torch.Tensor":
+    """The top-left ``h`` x ``w`` region of ``x`` (removes :func:`pad_to_multiple`).
+
+    Args:
+        x: tensor of shape (..., H, W).
+        h: height to keep, at most H.
+        w: width to keep, at most W.
+
+    Returns:
+        A view of shape (..., h, w).
+
+    Raises:
+        ValueError: ``h`` or ``w`` is not in [1, H] / [1, W].
+    """
+    H, W = x.shape[-2:]
+    if not (1 <= h <= H and 1 <= w <= W):
+        raise ValueError(f"cannot crop {H}x{W} to {h}x{w}")
+    return x[..., :h, :w]

@@ -1,0 +1,57 @@
+"""`crdr train` body: config loading, distributed setup, run/export/validate."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from ..errors import CrdrError
+from .config import load_config
+from .loop import Trainer
+
+
+def _setup_distributed(device: str) -> str:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return device
+    use_cuda = device in ("auto", "cuda") and torch.cuda.is_available()
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    if use_cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return f"cuda:{local}"
+    return "cpu"
+
+
+def run_train(*, config_name, stage, run_dir, init_path, overrides, max_minutes, max_steps,
+              device, threads, export_path, fp32, validate, quiet) -> None:
+    # compressai scripts a helper with torch.jit at import time, which warns on new torch.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+    try:
+        cfg = load_config(config_name, overrides)
+    except (ValueError, OSError) as e:
+        raise CrdrError(f"training config: {e}") from None
+    if threads:
+        torch.set_num_threads(threads)
+    device = _setup_distributed(device)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if init_path is None and stage > 1:
+        prev = Path(run_dir) / f"stage{stage - 1}.ckpt"
+        init_path = prev if prev.exists() else None
+    try:
+        trainer = Trainer(cfg, stage, run_dir, init=init_path, device=device, quiet=quiet)
+        if export_path:
+            fp = trainer.export(export_path, half=not fp32)
+            print(f"wrote {export_path} (stage {stage}, step {trainer.step}, model id {fp[:4].hex()})")
+            return
+        if validate:
+            trainer.validate()
+            return
+        trainer.run(max_steps=max_steps, max_minutes=max_minutes)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,421 @@
+"""The training loop: one stage at a time, resumable, optionally distributed.
+
+Every step is a pure function of (checkpointed state, seed, step): batches, q, beta and
+the quantisation noise are drawn from generators seeded with the step number, so a run
+resumed from a checkpoint continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..config import BETA_MAX, NUM_LEVELS, get_config
+from ..errors import CrdrError
+from ..fileutil import atomic_writer
+from ..weights import save_weights
+from .config import StageConfig, TrainConfig
+from .data import CropSampler, list_images, step_generator
+from .discriminator import MultiLevelDiscriminator
+from .losses import hrrgan_discriminator_loss, hrrgan_generator_loss, mse01, rate_weight
+from .trainable import TrainableCRDR, inference_model
+
+CKPT_FORMAT = "crdr-train-checkpoint"
+
+
+def _is_rate_aux(name: str) -> bool:
+    return name.endswith("quantiles")
+
+
+def _frozen_prefixes(stage: int) -> tuple[str, ...]:
+    """Stage 1 trains a single-rate model: ICA stays the identity and beta is unused.
+    Stage 2 adds rate control; beta conditioning is trained only in stage 3."""
+    beta_parts = ("codec.g_s.embed.", ".proj.")
+    if stage == 1:
+        return (".ica.",) + beta_parts
+    if stage == 2:
+        return beta_parts
+    return ()
+
+
+def _freeze(net: nn.Module, stage: int) -> None:
+    pre = _frozen_prefixes(stage)
+    for name, p in net.named_parameters():
+        p.requires_grad_(not any(s in name or name.startswith(s) for s in pre))
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        stage: int,
+        run_dir: str | os.PathLike,
+        init: str | os.PathLike | None = None,
+        device: str = "cpu",
+        sampler: CropSampler | None = None,
+        quiet: bool = False,
+    ) -> None:
+        if stage not in cfg.stages:
+            raise CrdrError(f"the training config has no [stage{stage}] table")
+        self.cfg, self.stage, self.st = cfg, stage, cfg.stages[stage]
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.device = torch.device(device)
+        self.quiet = quiet
+        self.rank = dist.get_rank() if dist.is_initialized() else 0
+        self.world = dist.get_world_size() if dist.is_initialized() else 1
+        torch.manual_seed(cfg.seed)
+        self.net = TrainableCRDR(get_config(cfg.model)).to(self.device)
+        if cfg.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        _freeze(self.net, stage)
+        self.disc = None
+        if stage == 3:
+            self.disc = MultiLevelDiscriminator(self.st.disc_kind, self.st.disc_width).to(self.device)
+        self._lpips = None
+        self.sampler = sampler
+        self.step = 0
+        self.skipped = 0
+        self.ckpt_path = self.run_dir / f"stage{stage}.ckpt"
+        self._build_optimizers()
+        if self.ckpt_path.exists():
+            self.load_checkpoint(self.ckpt_path)
+        elif init is not None:
+            self.init_from(Path(init))
+        self._wrap_distributed()
+
+    # ------------------------------------------------------------ setup
+    def _build_optimizers(self) -> None:
+        main = [p for n, p in self.net.named_parameters() if p.requires_grad and not _is_rate_aux(n)]
+        aux = [p for n, p in self.net.named_parameters() if _is_rate_aux(n)]
+        self.opt = torch.optim.Adam(main, lr=self.st.lr)
+        self.opt_aux = torch.optim.Adam(aux, lr=1e-3)
+        self.opt_d = (
+            torch.optim.Adam(self.disc.parameters(), lr=self.st.disc_lr) if self.disc is not None else None
+        )
+
+    def _wrap_distributed(self) -> None:
+        self.net_ddp = self.net
+        self.disc_ddp = self.disc
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            # The quantiles of the z prior are trained by the aux loss only; their
+            # gradients are averaged by hand in _aux_step.
+            DDP._set_params_and_buffers_to_ignore_for_model(self.net, ["z_prior.quantiles"])
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net_ddp = DDP(self.net, device_ids=ids, broadcast_buffers=False)
+            if self.disc is not None:
+                self.disc_ddp = DDP(self.disc, device_ids=ids, find_unused_parameters=True)
+
+    def lpips(self):
+        if self._lpips is None:
+            from ..metrics.lpips import LPIPS
+
+            self._lpips = LPIPS(self.cfg.lpips_net).to(self.device)
+        return self._lpips
+
+    # ------------------------------------------------------------ checkpoints
+    def state(self) -> dict:
+        return {
+            "format": CKPT_FORMAT,
+            "stage": self.stage,
+            "step": self.step,
+            "skipped": self.skipped,
+            "train_config": _config_dict(self.cfg),
+            "net": self.net.state_dict(),
+            "opt": self.opt.state_dict(),
+            "opt_aux": self.opt_aux.state_dict(),
+            "disc": self.disc.state_dict() if self.disc is not None else None,
+            "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
+        }
+
+    def save_checkpoint(self, path: Path | None = None) -> None:
+        if self.rank != 0:
+            return
+        with atomic_writer(path or self.ckpt_path) as tmp:
+            torch.save(self.state(), tmp)
+
+    def load_checkpoint(self, path: Path) -> None:
+        ck = torch.load(path, map_location=self.device, weights_only=True)
+        if ck.get("format") != CKPT_FORMAT or ck.get("stage") != self.stage:
+            raise CrdrError(f"{path}: not a stage-{self.stage} training checkpoint")
+        self.net.load_state_dict(ck["net"])
+        self.opt.load_state_dict(ck["opt"])
+        self.opt_aux.load_state_dict(ck["opt_aux"])
+        if self.disc is not None and ck.get("disc") is not None:
+            self.disc.load_state_dict(ck["disc"])
+            self.opt_d.load_state_dict(ck["opt_d"])
+        self.step, self.skipped = ck["step"], ck["skipped"]
+        self._log(f"resumed stage {self.stage} from {path} at step {self.step}")
+
+    def init_from(self, path: Path) -> None:
+        """Start this stage from a previous stage's checkpoint or an inference weights file."""
+        if not path.is_file():
+            raise CrdrError(f"--init file not found: {path}")
+        ck = torch.load(path, map_location=self.device, weights_only=True)
+        if ck.get("format") == CKPT_FORMAT:
+            self.net.load_state_dict(ck["net"])
+        elif ck.get("format") == "crdr-weights":
+            state = {f"codec.{k}": v.float() for k, v in ck["state_dict"].items()}
+            if "z_prior" in ck.get("meta", {}):
+                state.update({f"z_prior.{k}": v for k, v in ck["meta"]["z_prior"].items()})
+            missing, unexpected = self.net.load_state_dict(state, strict=False)
+            if unexpected or any(not k.startswith(("z_prior", "y_prior")) for k in missing):
+                raise CrdrError(f"{path}: weights do not match the '{self.cfg.model}' model")
+        else:
+            raise CrdrError(f"{path}: neither a training checkpoint nor a weights file")
+        self._log(f"stage {self.stage} initialised from {path}")
+
+    def export(self, path: str | os.PathLike, half: bool = True) -> bytes:
+        model = inference_model(self.net)
+        meta = {
+            "stage": self.stage,
+            "step": self.step,
+            "z_prior": {k: v.detach().cpu() for k, v in self.net.z_prior.state_dict().items()},
+        }
+        return save_weights(path, model, half=half, meta=meta)
+
+    # ------------------------------------------------------------ one step
+    def _sample_controls(self, g: torch.Generator) -> tuple[int, float]:
+        st = self.st
+        if self.stage == 1:
+            level = NUM_LEVELS - 1
+        else:
+            level = int(torch.randint(0, NUM_LEVELS, (1,), generator=g))
+        beta = 0.0
+        if self.stage == 3 and st.beta_max > 0:
+            beta = int(torch.randint(0, 101, (1,), generator=g)) / 100 * st.beta_max
+        return level, beta
+
+    def train_step(self) -> dict[str, float]:
+        st, cfg, dev = self.st, self.cfg, self.device
+        step = self.step
+        lpips = self.lpips() if st.lambda_p > 0 else None  # built before seeding: it draws RNG
+        g_ctrl = step_generator(cfg.seed, step, rank=0)  # same q and beta on every rank
+        g_data = step_generator(cfg.seed + 1, step, rank=self.rank)
+        torch.manual_seed((cfg.seed * 7919 + step) * 131 + self.rank)  # quantisation noise
+        level, beta = self._sample_controls(g_ctrl)
+        crop, batch = st.crop_at(step)
+        x = self.sampler.batch(crop, batch, g_data).to(dev)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        for grp in self.opt.param_groups:
+            grp["lr"] = st.lr_at(step)
+        if self.opt_d is not None:
+            for grp in self.opt_d.param_groups:
+                grp["lr"] = st.disc_lr * (st.lr_decay if step >= st.lr_decay_at * st.steps else 1.0)
+        qt = torch.full((batch,), float(level), device=dev)
+        bt = torch.full((batch,), float(beta), device=dev)
+        ac = torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+
+        with ac:
+            out = self.net_ddp(x, qt, bt)
+        idx = min(level, len(st.rate_targets) - 1)
+        bpp_val = out.bpp.item()
+        lam = rate_weight(bpp_val, st.rate_targets[idx], st.rate_lambda_a[idx], st.rate_lambda_b)
+        mse = mse01(out.x_hat, x)
+        loss = lam * out.bpp + st.lambda_d * mse
+        logs = {"level": level, "beta": beta, "crop": crop, "bpp": bpp_val, "mse": mse.item()}
+        if self.stage < 3:
+            if lpips is not None:
+                lp = lpips(out.x_hat, x).mean()
+                loss = loss + st.lambda_p * lp
+                logs["lpips"] = lp.item()
+        elif beta > 0:
+            lp = lpips(out.x_hat, x).mean() if lpips is not None else torch.zeros(())
+            with torch.no_grad(), ac:
+                ref = x if level == NUM_LEVELS - 1 else self.net(x, qt + 1, bt).x_hat.float()
+            d = self.disc
+            d.requires_grad_(False)
+            with ac:
+                adv = hrrgan_generator_loss(d(out.x_hat, level).float(), d(ref, level).float())
+            d.requires_grad_(True)
+            loss = loss + beta * (st.lambda_p * lp + st.lambda_adv * adv)
+            logs.update(lpips=lp.item(), adv=adv.item())
+
+        lv = loss.item()
+        if not math.isfinite(lv) or lv > 1e4:
+            self.skipped += 1
+            self.opt.zero_grad(set_to_none=True)
+            logs.update(loss=lv, skipped=1)
+            self.step += 1
+            return logs
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if st.clip_grad > 0:
+            # only the main optimiser's parameters: the z prior's quantiles carry the aux
+            # loss's gradient, which must not change the codec's clipping factor
+            nn.utils.clip_grad_norm_(
+                [p for g in self.opt.param_groups for p in g["params"] if p.grad is not None],
+                st.clip_grad,
+            )
+        self.opt.step()
+        self._aux_step()
+        if self.disc is not None:
+            logs["d_loss"] = self._disc_step(x, out.x_hat.detach(), level, ac)
+        logs.update(loss=lv, lr=self.opt.param_groups[0]["lr"])
+        self.step += 1
+        return logs
+
+    def _aux_step(self) -> None:
+        self.opt_aux.zero_grad(set_to_none=True)
+        aux = self.net.aux_loss()
+        aux.backward()
+        if self.world > 1:
+            q = self.net.z_prior.quantiles
+            dist.all_reduce(q.grad)
+            q.grad /= self.world
+        self.opt_aux.step()
+
+    def _disc_step(self, x, x_hat, level, ac) -> float:
+        self.opt_d.zero_grad(set_to_none=True)
+        with ac:
+            d_real = self.disc_ddp(x, level).float()
+            d_fake = self.disc_ddp(x_hat, level).float()
+        loss = hrrgan_discriminator_loss(d_real, d_fake)
+        loss.backward()
+        self.opt_d.step()
+        return loss.item()
+
+    # ------------------------------------------------------------ the run
+    def run(self, max_steps: int | None = None, max_minutes: float | None = None) -> None:
+        """Train until the stage's step count (or a limit) is reached; checkpoint on the way."""
+        cfg, st = self.cfg, self.st
+        if self.sampler is None:
+            self.sampler = CropSampler(list_images(cfg.data), cache=cfg.cache_images)
+        end = st.steps if max_steps is None else min(st.steps, self.step + max_steps)
+        t_start = last_ckpt = time.time()
+        log_path = self.run_dir / "log.csv"
+        bar = _progress(self.step, end, self.quiet or self.rank != 0)
+        while self.step < end:
+            t0 = time.time()
+            logs = self.train_step()
+            logs["sec"] = time.time() - t0
+            if self.rank == 0:
+                bar.update(logs)
+                if self.step % cfg.log_every == 0 or self.step == end:
+                    _append_csv(log_path, {"stage": self.stage, "step": self.step, **logs})
+            now = time.time()
+            if (
+                self.step % cfg.ckpt_every_steps == 0
+                or now - last_ckpt > cfg.ckpt_every_minutes * 60
+                or self.step == end
+            ):
+                self.save_checkpoint()
+                last_ckpt = now
+            if cfg.val_every and self.step % cfg.val_every == 0 and self.rank == 0 and cfg.val_data:
+                self.validate()
+            if max_minutes is not None and now - t_start > max_minutes * 60:
+                self.save_checkpoint()
+                break
+        bar.close()
+        if self.skipped:
+            self._log(f"{self.skipped} steps with non-finite or huge loss were skipped")
+
+    @torch.no_grad()
+    def validate(self) -> list[dict]:
+        """Real bitstreams on the first val images: bpp from bytes, PSNR, LPIPS."""
+        from ..codec import Codec
+        from ..image_io import read_image, to_tensor
+        from ..metrics.basic import psnr
+
+        files = list_images([self.cfg.val_data])[: self.cfg.val_images]
+        model = inference_model(self.net).cpu()
+        from ..weights import fingerprint, model_to_record
+
+        rec = model_to_record(model, half=False)
+        codec = Codec(model=model, fingerprint=fingerprint(rec["config"], rec["state_dict"], rec["z_tables"]), device="cpu")
+        levels = [NUM_LEVELS - 1] if self.stage == 1 else [0, 2, 4]
+        betas = [0.0, 3.84] if self.stage == 3 else [0.0]
+        lp = self.lpips().cpu()
+        rows = []
+        for q in levels:
+            for beta in betas:
+                bpps, psnrs, lps = [], [], []
+                for f in files:
+                    rgb = read_image(f)
+                    data = codec.encode(rgb, q).data
+                    rec_rgb = codec.decode(data, beta)
+                    bpps.append(len(data) * 8 / (rgb.shape[0] * rgb.shape[1]))
+                    psnrs.append(psnr(rgb, rec_rgb))
+                    lps.append(lp(to_tensor(rec_rgb), to_tensor(rgb)).item())
+                n = len(files)
+                rows.append({"stage": self.stage, "step": self.step, "q": q, "beta": beta,
+                             "bpp": sum(bpps) / n, "psnr": sum(psnrs) / n, "lpips": sum(lps) / n})
+        self._lpips = lp.to(self.device)
+        for r in rows:
+            _append_csv(self.run_dir / "val.csv", r)
+            self._log("val " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
+        self.net.to(self.device)
+        return rows
+
+    def _log(self, msg: str) -> None:
+        if self.rank == 0 and not self.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+
+def _config_dict(cfg: TrainConfig) -> dict:
+    d = dataclasses.asdict(cfg)
+    d["stages"] = {str(k): dataclasses.asdict(v) for k, v in cfg.stages.items()}
+    return d
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    new = not path.exists()
+    keys = ["stage", "step", "level", "beta", "crop", "loss", "bpp", "mse", "lpips", "adv",
+            "d_loss", "lr", "sec", "skipped", "q", "psnr"]
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+class _progress:
+    """A one-line progress display: rate, loss parts, bpp and PSNR (tqdm if available)."""
+
+    def __init__(self, start: int, end: int, disabled: bool) -> None:
+        self.disabled = disabled
+        self.bar = None
+        self.n, self.end = start, end
+        self.ema: dict[str, float] = {}
+        self.t = time.time()
+        if not disabled:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=end, initial=start, dynamic_ncols=True, file=sys.stderr,
+                                mininterval=2.0)
+            except ImportError:
+                pass
+
+    def update(self, logs: dict) -> None:
+        self.n += 1
+        for k in ("loss", "bpp", "mse", "lpips", "sec"):
+            if k in logs and math.isfinite(logs[k]):
+                self.ema[k] = 0.9 * self.ema.get(k, logs[k]) + 0.1 * logs[k]
+        if self.disabled:
+            return
+        psnr = -10 * math.log10(max(self.ema.get("mse", 1.0), 1e-10))
+        post = f"loss {self.ema.get('loss', 0):.3f} bpp {self.ema.get('bpp', 0):.3f} psnr {psnr:.2f}"
+        if "lpips" in self.ema:
+            post += f" lpips {self.ema['lpips']:.3f}"
+        if self.bar is not None:
+            self.bar.set_postfix_str(post, refresh=False)
+            self.bar.update(1)
+        elif self.n % 50 == 0:
+            print(f"step {self.n}/{self.end} {post}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

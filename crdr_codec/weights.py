@@ -1,0 +1,100 @@
+"""Weights files: config + state dict + z coding tables, and the model id.
+
+A weights file is a ``torch.save`` dict (loaded with ``weights_only=True``)::
+
+    {"format": "crdr-weights", "version": 1, "config": {...ModelConfig...},
+     "state_dict": {...}, "z_tables": {medians, pmf, lengths, minsym}, "meta": {...}}
+
+The model id written into every .crdr header is the first 4 bytes of a SHA-256 over
+the config and every stored tensor (name, dtype, shape, bytes), so a file is never
+decoded with a different model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .config import ModelConfig
+from .errors import WeightsError
+from .fileutil import atomic_writer
+from .model import CRDRModel
+
+FORMAT = "crdr-weights"
+VERSION = 1
+DEFAULT_NAME = "crdr-lite.pt"
+
+
+def default_weights_path() -> Path:
+    """$CRDR_WEIGHTS if set, else weights/crdr-lite.pt next to the package."""
+    env = os.environ.get("CRDR_WEIGHTS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "weights" / DEFAULT_NAME
+
+
+def fingerprint(config: dict, state: dict[str, torch.Tensor], z_tables: dict[str, torch.Tensor]) -> bytes:
+    h = hashlib.sha256()
+    h.update(json.dumps(config, sort_keys=True).encode())
+    for group in (state, z_tables):
+        for name in sorted(group):
+            t = group[name].detach().cpu().contiguous()
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.digest()
+
+
+def model_to_record(model: CRDRModel, half: bool = True, meta: dict | None = None) -> dict:
+    state = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu()
+        state[k] = v.half() if (half and v.is_floating_point()) else v.clone()
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": model.cfg.to_dict(),
+        "state_dict": state,
+        "z_tables": {k: v.clone() for k, v in model.z_tables.items()},
+        "meta": meta or {},
+    }
+
+
+def save_weights(path: str | os.PathLike, model: CRDRModel, half: bool = True, meta: dict | None = None) -> bytes:
+    """Write an inference weights file atomically; returns the model fingerprint."""
+    rec = model_to_record(model, half=half, meta=meta)
+    with atomic_writer(path) as tmp:
+        torch.save(rec, tmp)
+    return fingerprint(rec["config"], rec["state_dict"], rec["z_tables"])
+
+
+def model_from_record(rec: dict, source: str = "weights") -> tuple[CRDRModel, bytes]:
+    if not isinstance(rec, dict) or rec.get("format") != FORMAT:
+        raise WeightsError(f"{source}: not a crdr weights file")
+    if rec.get("version") != VERSION:
+        raise WeightsError(f"{source}: unsupported weights version {rec.get('version')}")
+    try:
+        cfg = ModelConfig.from_dict(rec["config"])
+        model = CRDRModel(cfg)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in rec["state_dict"].items()}
+        model.load_state_dict(state, strict=True)
+        model.set_z_tables(rec["z_tables"])
+    except (KeyError, ValueError, RuntimeError, TypeError) as e:
+        raise WeightsError(f"{source}: weights do not match the model ({e})") from None
+    model.eval()
+    return model, fingerprint(rec["config"], rec["state_dict"], rec["z_tables"])
+
+
+def load_weights(path: str | os.PathLike | None = None) -> tuple[CRDRModel, bytes]:
+    """Load a weights file into a CPU model in eval mode. Returns (model, fingerprint)."""
+    p = Path(path) if path is not None else default_weights_path()
+    if not p.is_file():
+        raise WeightsError(f"weights file not found: {p}")
+    try:
+        rec = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception:  # unpickling errors come in many types; their advice is unsafe
+        raise WeightsError(f"{p}: not a crdr weights file (cannot be read)") from None
+    return model_from_record(rec, str(p))

@@ -1,0 +1,526 @@
+"""Tests of the `crdr` command line: what users rely on when they run it.
+
+Most tests drive the click group in-process through CliRunner (stdout and stderr are
+kept apart); a few run a real `python -m crdr_codec.cli` process to check exit codes,
+stderr and which heavy modules get imported.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from crdr_codec import __version__
+from crdr_codec.cli import main
+
+from conftest import natural_image
+
+
+# ----------------------------------------------------------------------- helpers
+_ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # for subprocesses running torch
+
+
+def crdr(runner, *args, input=None):
+    """Run `crdr ARGS...` in-process."""
+    return runner.invoke(main, [str(a) for a in args], input=input)
+
+
+def save_png(path, h: int, w: int, seed: int = 0) -> str:
+    Image.fromarray(natural_image(h, w, seed)).save(path)
+    return str(path)
+
+
+def image_size(path) -> tuple[int, int]:
+    """(width, height) of an image file, as PIL reports it."""
+    with Image.open(path) as im:
+        return im.size
+
+
+def pixels(path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def info_json(runner, path) -> dict:
+    res = crdr(runner, "info", "--json", path)
+    assert res.exit_code == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def assert_one_line_error(res, *words: str) -> None:
+    """Exit code 1, a single 'crdr: error:' line on stderr naming each of ``words``."""
+    assert res.exit_code == 1, (res.exit_code, res.stdout, res.stderr, res.exception)
+    # A CrdrError must not escape as an exception (that would be a traceback).
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("crdr: error:"), lines[0]
+    assert "Traceback" not in res.stderr
+    for w in words:
+        assert w.lower() in lines[0].lower(), (w, lines[0])
+
+
+@pytest.fixture(scope="module")
+def encoded(tiny_weights, tmp_path_factory) -> tuple[str, str]:
+    """(png path, crdr path) of a 40x56 image encoded once at q=2 (treat as read-only)."""
+    from click.testing import CliRunner
+
+    d = tmp_path_factory.mktemp("encoded")
+    src = save_png(d / "img.png", 40, 56)
+    dst = str(d / "img.crdr")
+    res = crdr(CliRunner(), "encode", src, dst, "--weights", tiny_weights)
+    assert res.exit_code == 0, res.stderr
+    return src, dst
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """The tiny model runs fastest on one thread (and other jobs may share the CPU)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def out_dir(tmp_path) -> Path:
+    d = tmp_path / "out"
+    d.mkdir()
+    return d
+
+
+# ------------------------------------------------------------------ round trip
+def test_encode_decode_round_trip_and_info(runner, tiny_weights, png, out_dir):
+    enc = out_dir / "img.crdr"
+    res = crdr(runner, "encode", png, enc, "--q", "2.5", "--weights", tiny_weights)
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout == ""  # messages go to stderr, never mixed with data
+    assert enc.read_bytes()[:4] == b"CRDR"
+
+    dec = out_dir / "img.png"
+    res = crdr(runner, "decode", enc, dec, "--weights", tiny_weights)
+    assert res.exit_code == 0, res.stderr
+    assert image_size(dec) == image_size(png) == (56, 40)
+
+    meta = info_json(runner, enc)
+    assert meta["file_bytes"] == enc.stat().st_size
+    assert (meta["width"], meta["height"]) == (56, 40)
+    assert meta["q"] == 2.5
+
+    res = crdr(runner, "info", enc)
+    assert res.exit_code == 0, res.stderr
+    assert "56x40" in res.stdout
+    assert "q=2.5" in res.stdout
+    assert f"{enc.stat().st_size} bytes" in res.stdout
+
+
+def test_fractional_q_is_stored_exactly(runner, tiny_weights, png, out_dir):
+    enc = out_dir / "img.crdr"
+    res = crdr(runner, "encode", png, enc, "--q", "1.37", "--weights", tiny_weights)
+    assert res.exit_code == 0, res.stderr
+    meta = info_json(runner, enc)
+    assert meta["q"] == 1.37
+    assert meta["q"] == meta["q_code"] / 16000
+    assert meta["q_code"] == 21920
+
+
+@pytest.mark.parametrize(
+    "command, option, value",
+    [
+        ("encode", "--q", "-1"),
+        ("encode", "--q", "4.5"),
+        ("encode", "--q", "nan"),
+        ("decode", "--beta", "6"),
+        ("decode", "--beta", "nan"),
+    ],
+)
+def test_out_of_range_parameter_is_refused(runner, tiny_weights, encoded, out_dir,
+                                           command, option, value):
+    src, crdr_file = encoded
+    inp, out = (src, out_dir / "x.crdr") if command == "encode" else (crdr_file, out_dir / "x.png")
+    res = crdr(runner, command, inp, out, f"{option}={value}", "--weights", tiny_weights)
+    assert_one_line_error(res, option.lstrip("-"))
+    assert os.listdir(out_dir) == []
+
+
+def test_beta_changes_pixels_not_the_file(runner, tiny_weights, encoded, out_dir):
+    _, enc = encoded
+    before = Path(enc).read_bytes()
+    outs = {}
+    for beta in ("0", "5.12"):
+        outs[beta] = out_dir / f"b{beta}.png"
+        res = crdr(runner, "decode", enc, outs[beta], "--beta", beta, "--weights", tiny_weights)
+        assert res.exit_code == 0, res.stderr
+        assert f"beta={beta}" in res.stderr
+    assert Path(enc).read_bytes() == before
+    a, b = pixels(outs["0"]), pixels(outs["5.12"])
+    assert a.shape == b.shape == (40, 56, 3)
+    assert not np.array_equal(a, b)
+
+    # Decoding is deterministic: the same beta gives the same pixels again.
+    again = out_dir / "again.png"
+    assert crdr(runner, "decode", enc, again, "--weights", tiny_weights).exit_code == 0
+    assert np.array_equal(pixels(again), a)
+
+
+# ------------------------------------------------------------------ batch mode
+def test_batch_encode_reports_bad_inputs_and_keeps_going(runner, tiny_weights, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    a = save_png(src / "a.png", 40, 56, seed=1)
+    b = save_png(src / "b.png", 24, 70, seed=2)
+    bad = src / "bad.png"
+    bad.write_text("this is not an image\n")
+    missing = src / "missing.png"
+    enc_dir, dec_dir = tmp_path / "enc", tmp_path / "dec"
+    enc_dir.mkdir()
+    dec_dir.mkdir()
+
+    res = crdr(runner, "encode", a, bad, b, missing, "-o", enc_dir, "--weights", tiny_weights)
+    assert res.exit_code == 1
+    assert "Traceback" not in res.stderr
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("crdr: error:")]
+    assert len(errors) == 2, res.stderr
+    assert "bad.png" in errors[0] and "missing.png" in errors[1]
+    assert "2 of 4" in res.stderr
+    assert sorted(os.listdir(enc_dir)) == ["a.crdr", "b.crdr"]  # no partial or temp files
+
+    crdr_files = sorted(str(p) for p in enc_dir.glob("*.crdr"))
+    res = crdr(runner, "decode", *crdr_files, "-o", dec_dir, "--format", "png",
+               "--weights", tiny_weights)
+    assert res.exit_code == 0, res.stderr
+    assert sorted(os.listdir(dec_dir)) == ["a.png", "b.png"]
+    assert image_size(dec_dir / "a.png") == (56, 40)
+    assert image_size(dec_dir / "b.png") == (70, 24)
+
+
+def test_batch_name_collision_is_refused(runner, tiny_weights, tmp_path, out_dir):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    p1 = save_png(tmp_path / "x" / "img.png", 16, 16)
+    p2 = save_png(tmp_path / "y" / "img.png", 16, 16, seed=1)
+    res = crdr(runner, "encode", p1, p2, "-o", out_dir, "--weights", tiny_weights)
+    assert_one_line_error(res, "img.crdr")
+    assert os.listdir(out_dir) == []
+
+
+def test_batch_output_folder_must_exist(runner, tiny_weights, png, tmp_path):
+    res = crdr(runner, "encode", png, "-o", tmp_path / "nope", "--weights", tiny_weights)
+    assert_one_line_error(res, "does not exist")
+    assert not (tmp_path / "nope").exists()
+
+
+def test_batch_usage_errors(runner, tiny_weights, png, out_dir):
+    res = crdr(runner, "encode", png, "-", "-o", out_dir, "--weights", tiny_weights)
+    assert_one_line_error(res, "stdin")
+    res = crdr(runner, "encode", png, png, png, "--weights", tiny_weights)  # no -o
+    assert_one_line_error(res, "-o DIR")
+    assert os.listdir(out_dir) == []
+
+
+# ------------------------------------------------------------ stdin and stdout
+def test_stdin_to_stdout_round_trip(runner, tiny_weights, png):
+    png_bytes = Path(png).read_bytes()
+    res = crdr(runner, "encode", "-", "-", "--weights", tiny_weights, input=png_bytes)
+    assert res.exit_code == 0, res.stderr
+    data = res.stdout_bytes
+    assert data[:4] == b"CRDR"
+
+    res = crdr(runner, "info", "--json", "-", input=data)
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["file_bytes"] == len(data)
+
+    res = crdr(runner, "decode", "-", "-", "--format", "png", "--weights", tiny_weights,
+               input=data)
+    assert res.exit_code == 0, res.stderr
+    out = res.stdout_bytes
+    assert out[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(io.BytesIO(out)) as im:
+        assert im.format == "PNG"
+        assert im.size == (56, 40)
+
+
+# ----------------------------------------------------------------------- errors
+def test_missing_input(runner, tiny_weights, tmp_path, out_dir):
+    res = crdr(runner, "encode", tmp_path / "nope.png", out_dir / "x.crdr",
+               "--weights", tiny_weights)
+    assert_one_line_error(res, "nope.png", "no such file")
+    assert os.listdir(out_dir) == []
+
+    res = crdr(runner, "decode", tmp_path / "nope.crdr", out_dir / "x.png",
+               "--weights", tiny_weights)
+    assert_one_line_error(res, "nope.crdr", "no such file")
+    assert os.listdir(out_dir) == []
+
+
+def test_input_is_not_an_image(runner, tiny_weights, tmp_path, out_dir):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"hello, not a png")
+    res = crdr(runner, "encode", bad, out_dir / "x.crdr", "--weights", tiny_weights)
+    assert_one_line_error(res, "bad.png", "not a readable image")
+    assert os.listdir(out_dir) == []
+
+
+def _corrupt(data: bytes, how: str) -> bytes:
+    header = 17  # 4 magic + 1 version + 4 model id + 2 q + 1 + 1 (40x56) + 4 CRC
+    if how == "truncated_header":
+        return data[:10]
+    if how == "truncated_payload":
+        return data[:-1]
+    if how == "truncated_word":
+        return data[:-4]
+    if how == "flipped_payload_byte":
+        i = header + (len(data) - header) // 2
+        return data[:i] + bytes([data[i] ^ 0x40]) + data[i + 1:]
+    if how == "wrong_magic":
+        return b"CRDX" + data[4:]
+    if how == "png_instead":
+        return b"\x89PNG\r\n\x1a\n" + data[8:]
+    if how == "empty":
+        return b""
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["truncated_header", "truncated_payload", "truncated_word", "flipped_payload_byte",
+     "wrong_magic", "png_instead", "empty"],
+)
+def test_corrupt_crdr_file(runner, tiny_weights, encoded, tmp_path, out_dir, how):
+    bad = tmp_path / "bad.crdr"
+    bad.write_bytes(_corrupt(Path(encoded[1]).read_bytes(), how))
+    res = crdr(runner, "decode", bad, out_dir / "x.png", "--weights", tiny_weights)
+    assert_one_line_error(res, "crdr")
+    assert re.search(r"truncated|corrupt|not a \.crdr file", res.stderr), res.stderr
+    assert os.listdir(out_dir) == []  # no output, no temporary file
+
+    res = crdr(runner, "info", bad)
+    assert_one_line_error(res, "bad.crdr")
+
+
+def test_corrupt_file_in_a_real_process(tiny_weights, encoded, tmp_path, out_dir):
+    bad = tmp_path / "bad.crdr"
+    bad.write_bytes(_corrupt(Path(encoded[1]).read_bytes(), "flipped_payload_byte"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "crdr_codec.cli", "decode", str(bad), str(out_dir / "x.png"),
+         "--weights", tiny_weights],
+        capture_output=True, text=True, timeout=120, env=_ONE_THREAD,
+    )
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("crdr: error:"), proc.stderr
+    assert "corrupt" in lines[0]
+    assert os.listdir(out_dir) == []
+
+
+def test_decode_with_the_wrong_model(runner, tiny_weights, other_weights, encoded, out_dir):
+    res = crdr(runner, "decode", encoded[1], out_dir / "x.png", "--weights", other_weights)
+    assert_one_line_error(res, "model", "--weights")
+    assert os.listdir(out_dir) == []
+
+
+def test_bad_weights_file(runner, png, tmp_path, out_dir):
+    res = crdr(runner, "encode", png, out_dir / "x.crdr", "--weights", tmp_path / "nope.pt")
+    assert_one_line_error(res, "weights", "nope.pt")
+    # A file that is not a weights file (torch's own error spans several lines).
+    res = crdr(runner, "encode", png, out_dir / "x.crdr", "--weights", png)
+    assert_one_line_error(res, "weights")
+    assert os.listdir(out_dir) == []
+
+
+def test_unavailable_device(runner, tiny_weights, png, out_dir):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is available")
+    res = crdr(runner, "encode", png, out_dir / "x.crdr", "--device", "cuda",
+               "--weights", tiny_weights)
+    assert_one_line_error(res, "cuda")
+    assert os.listdir(out_dir) == []
+
+
+@pytest.mark.parametrize("command", ["encode", "decode"])
+def test_output_folder_does_not_exist(runner, tiny_weights, encoded, tmp_path, command):
+    inp = encoded[0] if command == "encode" else encoded[1]
+    out = tmp_path / "nope" / ("x.crdr" if command == "encode" else "x.png")
+    res = crdr(runner, command, inp, out, "--weights", tiny_weights)
+    assert_one_line_error(res, "does not exist")
+    assert not out.parent.exists()
+
+
+def test_unknown_output_extension_fails_before_any_work(runner, encoded, tmp_path, out_dir):
+    # A weights path that does not exist: the extension must be rejected before the
+    # model is even loaded (so a typo costs nothing).
+    res = crdr(runner, "decode", encoded[1], out_dir / "out.xyz",
+               "--weights", tmp_path / "no-such-weights.pt")
+    assert_one_line_error(res, "out.xyz", ".png")
+    assert "weights" not in res.stderr
+    assert os.listdir(out_dir) == []
+
+    res = crdr(runner, "decode", encoded[1], out_dir / "out.png", "--format", "xyz",
+               "--weights", tmp_path / "no-such-weights.pt")
+    assert_one_line_error(res, "xyz")
+    assert os.listdir(out_dir) == []
+
+
+@pytest.mark.parametrize("command", ["encode", "decode"])
+def test_output_equal_to_input_is_refused(runner, tiny_weights, encoded, tmp_path, command):
+    original = Path(encoded[0] if command == "encode" else encoded[1])
+    d = tmp_path / "d"
+    (d / "sub").mkdir(parents=True)
+    inp = d / original.name
+    shutil.copyfile(original, inp)
+    before = inp.read_bytes()
+    same = d / "sub" / ".." / original.name  # the same file, spelled differently
+    res = crdr(runner, command, inp, same, "--weights", tiny_weights)
+    assert_one_line_error(res, "input")
+    assert inp.read_bytes() == before
+    assert sorted(os.listdir(d)) == sorted(["sub", original.name])
+
+
+def test_input_files_are_never_modified(runner, tiny_weights, png, out_dir):
+    st = os.stat(png)
+    data = Path(png).read_bytes()
+    enc = out_dir / "x.crdr"
+    assert crdr(runner, "encode", png, enc, "--weights", tiny_weights).exit_code == 0
+    assert Path(png).read_bytes() == data
+    assert os.stat(png).st_mtime_ns == st.st_mtime_ns
+
+    st, data = os.stat(enc), enc.read_bytes()
+    assert crdr(runner, "decode", enc, out_dir / "x.png", "--weights", tiny_weights).exit_code == 0
+    assert enc.read_bytes() == data
+    assert os.stat(enc).st_mtime_ns == st.st_mtime_ns
+
+
+# ------------------------------------------------------------------ rate target
+def test_bpp_target(runner, tiny_weights, tmp_path, out_dir):
+    h, w = 64, 96
+    src = save_png(tmp_path / "img.png", h, w, seed=3)
+
+    def file_bpp(path) -> float:
+        return os.path.getsize(path) * 8 / (h * w)
+
+    bpps = {}
+    for q in ("0", "4"):
+        p = out_dir / f"q{q}.crdr"
+        assert crdr(runner, "encode", src, p, "--q", q, "--weights", tiny_weights).exit_code == 0
+        bpps[q] = file_bpp(p)
+    # (The tiny random test model need not give smaller files at lower q.)
+    lo, hi = sorted(bpps.values())
+    assert lo < hi
+    target = (lo + hi) / 2
+
+    out = out_dir / "target.crdr"
+    res = crdr(runner, "encode", src, out, "--bpp", f"{target:.6f}", "--weights", tiny_weights)
+    assert res.exit_code == 0, res.stderr
+    assert lo <= file_bpp(out) <= target
+    m = re.search(r"q=([0-9.]+)", res.stderr)
+    assert m, res.stderr
+    assert float(m.group(1)) == pytest.approx(info_json(runner, out)["q"], abs=1e-4)
+
+    for bad in ("0", "-1", "nan"):
+        res = crdr(runner, "encode", src, out_dir / "bad.crdr", f"--bpp={bad}",
+                   "--weights", tiny_weights)
+        assert_one_line_error(res, "--bpp")
+    assert not (out_dir / "bad.crdr").exists()
+
+
+# ----------------------------------------------------------------------- alpha
+def test_alpha_refused_unless_dropped(runner, tiny_weights, tmp_path, out_dir):
+    rgba = np.dstack([natural_image(20, 30), np.full((20, 30), 255, np.uint8)])
+    rgba[:5, :5, 3] = 0
+    src = tmp_path / "alpha.png"
+    Image.fromarray(rgba, "RGBA").save(src)
+
+    enc = out_dir / "alpha.crdr"
+    res = crdr(runner, "encode", src, enc, "--weights", tiny_weights)
+    assert_one_line_error(res, "alpha.png", "--alpha drop")
+    assert os.listdir(out_dir) == []
+
+    res = crdr(runner, "encode", src, enc, "--alpha", "drop", "--weights", tiny_weights)
+    assert res.exit_code == 0, res.stderr
+    dec = out_dir / "alpha.png"
+    assert crdr(runner, "decode", enc, dec, "--weights", tiny_weights).exit_code == 0
+    assert image_size(dec) == (30, 20)
+
+
+# ------------------------------------------------------------------- odd sizes
+@pytest.mark.parametrize("h, w", [(1, 1), (17, 33), (65, 7), (1000, 3), (3, 1000)])
+def test_odd_sizes_round_trip(runner, tiny_weights, tmp_path, h, w):
+    src = save_png(tmp_path / "in.png", h, w)
+    enc, dec = tmp_path / "x.crdr", tmp_path / "x.png"
+    res = crdr(runner, "encode", src, enc, "--q", "0.5", "--weights", tiny_weights)
+    assert res.exit_code == 0, res.stderr
+    res = crdr(runner, "decode", enc, dec, "--weights", tiny_weights)
+    assert res.exit_code == 0, res.stderr
+    assert image_size(dec) == (w, h)
+    assert pixels(dec).shape == (h, w, 3)
+
+
+# -------------------------------------------------------- startup and imports
+def test_version(runner):
+    res = crdr(runner, "--version")
+    assert res.exit_code == 0
+    assert res.stdout.strip() == f"crdr {__version__}"
+
+
+def _run_python(code: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=120, env=_ONE_THREAD)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
+_CALL_MAIN = """
+    import sys
+    from crdr_codec.cli import main
+
+    def crdr(*args):
+        try:
+            main(list(args), standalone_mode=False)
+        except SystemExit as e:
+            assert not e.code, e.code
+"""
+
+
+def test_help_info_and_version_do_not_import_torch(encoded):
+    proc = _run_python(_CALL_MAIN + f"""
+    crdr("--help")
+    crdr("encode", "--help")
+    crdr("--version")
+    crdr("info", {encoded[1]!r})
+    crdr("info", "--json", {encoded[1]!r})
+    print("TORCH", "torch" in sys.modules)
+    """)
+    assert "Usage:" in proc.stdout
+    assert f"crdr {__version__}" in proc.stdout
+    assert "56x40" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "TORCH False"
+
+
+def test_encode_and_decode_do_not_use_compressai(tiny_weights, png, tmp_path):
+    enc, dec = tmp_path / "x.crdr", tmp_path / "x.png"
+    _run_python(_CALL_MAIN + f"""
+    crdr("encode", {png!r}, {str(enc)!r}, "--weights", {tiny_weights!r}, "--quiet")
+    crdr("decode", {str(enc)!r}, {str(dec)!r}, "--weights", {tiny_weights!r}, "--quiet")
+    assert "torch" in sys.modules  # the check below is meaningful
+    mods = sorted(m for m in sys.modules if m.split(".")[0] == "compressai")
+    assert not mods, mods
+    """)
+    assert image_size(dec) == (56, 40)

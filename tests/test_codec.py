@@ -1,0 +1,142 @@
+"""Codec behaviour: round trips, determinism, tiling, rate control, model identity."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import KODAK, make_tiny_model, natural_image
+from crdr_codec import bitstream
+from crdr_codec.codec import Codec
+from crdr_codec.config import get_config
+from crdr_codec.errors import BitstreamError, ModelMismatchError, ParameterError
+from crdr_codec.metrics.basic import psnr
+from crdr_codec.model import CRDRModel
+
+
+@pytest.mark.parametrize("q", [0.0, 1.37, 2.0, 4.0])
+@pytest.mark.parametrize("beta", [0.0, 3.84])
+def test_round_trip_shapes_and_header(codec, q, beta):
+    rgb = natural_image(70, 90)
+    res = codec.encode(rgb, q)
+    header, _ = bitstream.unpack(res.data)
+    assert (header.height, header.width) == (70, 90)
+    assert header.q == res.q and abs(res.q - q) < 1e-4
+    out = codec.decode(res.data, beta)
+    assert out.shape == rgb.shape and out.dtype == np.uint8
+
+
+def test_decoder_sees_what_encoder_quantised(codec):
+    """Entropy decoding reproduces the encoder's quantised latent exactly."""
+    from crdr_codec.image_io import pad_to_multiple, to_tensor
+
+    m = codec.model
+    x = pad_to_multiple(to_tensor(natural_image(64, 128)))
+    payload, y_hat = m.compress(x, 1.5)
+    assert torch.equal(m.decode_latent(payload, 64, 128), y_hat)
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (17, 33), (65, 7), (1000, 3)])
+def test_odd_sizes(codec, h, w):
+    rgb = natural_image(h, w, seed=h)
+    out = codec.decode(codec.encode(rgb, 2.0).data)
+    assert out.shape == (h, w, 3)
+
+
+def test_beta_changes_pixels_not_file(codec):
+    rgb = natural_image(64, 64)
+    data = codec.encode(rgb, 2.0).data
+    a, b = codec.decode(data, 0.0), codec.decode(data, 5.12)
+    assert not np.array_equal(a, b)
+    assert codec.encode(rgb, 2.0).data == data  # encoding is deterministic and beta-free
+
+
+def test_thread_count_does_not_change_decoding(codec):
+    rgb = natural_image(128, 192)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        data1 = codec.encode(rgb, 2.6).data
+        out1 = codec.decode(data1, 2.0)
+        torch.set_num_threads(2)
+        data2 = codec.encode(rgb, 2.6).data
+        out2 = codec.decode(data1, 2.0)
+    finally:
+        torch.set_num_threads(old)
+    assert data1 == data2
+    assert np.array_equal(out1, out2)
+
+
+def test_wrong_model_is_refused(codec, other_weights):
+    data = codec.encode(natural_image(32, 32), 1.0).data
+    other = Codec(other_weights, device="cpu")
+    with pytest.raises(ModelMismatchError, match="model"):
+        other.decode(data)
+
+
+def test_corrupt_payload_is_refused(codec):
+    data = bytearray(codec.encode(natural_image(32, 32), 1.0).data)
+    data[-1] ^= 1
+    with pytest.raises(BitstreamError):
+        codec.decode(bytes(data))
+
+
+def test_parameters_out_of_range(codec):
+    rgb = natural_image(8, 8)
+    for q in (-0.1, 4.01, float("nan")):
+        with pytest.raises(ParameterError):
+            codec.encode(rgb, q)
+    data = codec.encode(rgb, 1.0).data
+    with pytest.raises(ParameterError):
+        codec.decode(data, 5.2)
+
+
+def test_tiled_decode_matches_untiled(tiny_weights):
+    rgb = natural_image(300, 420, seed=3)
+    whole = Codec(tiny_weights, device="cpu")
+    tiled = Codec(tiny_weights, device="cpu", tile=128)
+    data = whole.encode(rgb, 2.0).data
+    a = whole.decode(data, 1.0).astype(np.float64)
+    b = tiled.decode(data, 1.0).astype(np.float64)
+    assert np.abs(a - b).mean() < 0.5
+    assert psnr(a, b) > 40
+    # tiled encoding gives a valid file of about the same size
+    data_t = tiled.encode(rgb, 2.0).data
+    assert abs(len(data_t) - len(data)) < 0.1 * len(data) + 64
+    assert whole.decode(data_t).shape == rgb.shape
+
+
+def test_higher_q_gives_larger_file_on_natural_image():
+    """With ICA scales that grow with q (as training makes them), rate rises with q."""
+    torch.manual_seed(0)
+    model = CRDRModel(get_config("tiny")).eval()
+    with torch.no_grad():  # level l scales y by softplus(w_l): larger at higher levels
+        for ica in model.g_a.ica[-1:]:
+            for lvl in range(ica.weight.shape[0]):
+                ica.weight[lvl].fill_(float(np.log(np.expm1(0.5 * 2.0**lvl))))
+    codec = Codec(model=model, fingerprint=b"\x01" * 32, device="cpu")
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(KODAK / "kodim23.png").convert("RGB"))[:128, :192]
+    sizes = [len(codec.encode(rgb, q).data) for q in (0, 1, 2, 3, 4)]
+    assert sizes == sorted(sizes) and sizes[-1] > 2 * sizes[0]
+
+
+def test_paper_config_round_trips_small_image():
+    torch.manual_seed(0)
+    model = CRDRModel(get_config("paper")).eval()
+    codec = Codec(model=model, fingerprint=b"\x02" * 32, device="cpu")
+    rgb = natural_image(64, 64)
+    res = codec.encode(rgb, 3.3)
+    assert codec.decode(res.data, 2.56).shape == (64, 64, 3)
+
+
+def test_fp16_weights_file_round_trip(tmp_path):
+    from crdr_codec.weights import load_weights, save_weights
+
+    model = make_tiny_model()
+    fp = save_weights(tmp_path / "w.pt", model, half=True)
+    loaded, fp2 = load_weights(tmp_path / "w.pt")
+    assert fp == fp2
+    c = Codec(tmp_path / "w.pt", device="cpu")
+    rgb = natural_image(48, 48)
+    assert c.decode(c.encode(rgb, 2).data).shape == rgb.shape
