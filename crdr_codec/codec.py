@@ -28,6 +28,7 @@ from .weights import load_weights
 
 #: Images with more padded pixels than this are transformed in tiles.
 TILE_THRESHOLD = 2048 * 2048
+MAX_PIXELS = 1 << 30  # refuse to decode absurd sizes from a damaged or hostile file
 TILE = 1024  # image pixels (a multiple of 64)
 OVERLAP = 256  # image pixels (a multiple of 16)
 
@@ -145,12 +146,17 @@ class Codec:
         """Decode .crdr bytes at realism beta in [0, 5.12] to an (H, W, 3) uint8 image."""
         beta = check_beta(beta)
         header, payload = self.read(data)
+        if header.height * header.width > MAX_PIXELS:
+            raise BitstreamError(
+                f"image of {header.width}x{header.height} pixels is larger than crdr decodes "
+                f"({MAX_PIXELS // 10**6} megapixels)"
+            )
         hp = -(-header.height // PAD_MULTIPLE) * PAD_MULTIPLE
         wp = -(-header.width // PAD_MULTIPLE) * PAD_MULTIPLE
         m = self.model
         try:
             y_hat = m.decode_latent(payload, hp, wp)
-        except (ValueError, RuntimeError, AssertionError) as e:
+        except (ValueError, RuntimeError, AssertionError, OverflowError, IndexError) as e:
             raise BitstreamError(f"corrupt .crdr payload ({e})") from None
         if self._use_tiles(hp, wp):
             t, o = self._tile_size()

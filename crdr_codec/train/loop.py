@@ -116,6 +116,9 @@ class Trainer:
             self.net_ddp = DDP(self.net, device_ids=ids, broadcast_buffers=False)
             if self.disc is not None:
                 self.disc_ddp = DDP(self.disc, device_ids=ids, find_unused_parameters=True)
+        # The compiled forward is only a faster way to call the same module: checkpoints
+        # and exports always use self.net.
+        self.forward_fn = torch.compile(self.net_ddp) if self.cfg.compile else self.net_ddp
 
     def lpips(self):
         if self._lpips is None:
@@ -219,7 +222,7 @@ class Trainer:
         ac = torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cfg.bf16)
 
         with ac:
-            out = self.net_ddp(x, qt, bt)
+            out = self.forward_fn(x, qt, bt)
         idx = min(level, len(st.rate_targets) - 1)
         bpp_val = out.bpp.item()
         lam = rate_weight(bpp_val, st.rate_targets[idx], st.rate_lambda_a[idx], st.rate_lambda_b)
@@ -297,6 +300,7 @@ class Trainer:
         t_start = last_ckpt = time.time()
         log_path = self.run_dir / "log.csv"
         bar = _progress(self.step, end, self.quiet or self.rank != 0)
+        tb = _tensorboard(self.run_dir) if self.rank == 0 else None
         while self.step < end:
             t0 = time.time()
             logs = self.train_step()
@@ -305,6 +309,9 @@ class Trainer:
                 bar.update(logs)
                 if self.step % cfg.log_every == 0 or self.step == end:
                     _append_csv(log_path, {"stage": self.stage, "step": self.step, **logs})
+                    if tb is not None:
+                        for k, v in logs.items():
+                            tb.add_scalar(f"stage{self.stage}/{k}", v, self.step)
             now = time.time()
             if (
                 self.step % cfg.ckpt_every_steps == 0
@@ -319,6 +326,8 @@ class Trainer:
                 self.save_checkpoint()
                 break
         bar.close()
+        if tb is not None:
+            tb.close()
         if self.skipped:
             self._log(f"{self.skipped} steps with non-finite or huge loss were skipped")
 
@@ -362,6 +371,15 @@ class Trainer:
     def _log(self, msg: str) -> None:
         if self.rank == 0 and not self.quiet:
             print(msg, file=sys.stderr, flush=True)
+
+
+def _tensorboard(run_dir: Path):
+    """A TensorBoard writer when the tensorboard package is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir / "tb"))
 
 
 def _config_dict(cfg: TrainConfig) -> dict:
