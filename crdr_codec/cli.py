@@ -417,7 +417,11 @@ def bench(images, configs, weights, anchors, mbt, q, beta, repeats, threads, bas
 @click.option("--quiet", is_flag=True)
 def train(config_name, stage, run_dir, init_path, overrides, max_minutes, max_steps, device,
           threads, export_path, fp32, validate, quiet) -> None:
-    """Train a stage of a crdr model (resumable; torchrun for several processes)."""
+    """Train a stage of a crdr model (resumable; torchrun for several processes).
+
+    Exits 0 when the stage is complete, 75 when it stopped earlier (--max-minutes,
+    --max-steps, SIGTERM/Ctrl-C; a checkpoint is saved): re-run the same command to resume.
+    """
     from .train.cli import run_train
 
     if stage is None:

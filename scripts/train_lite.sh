@@ -4,7 +4,9 @@
 #   nohup scripts/train_lite.sh > runs/lite/train.out 2>&1 &
 #
 # Re-running the same command continues where it stopped: each stage resumes from
-# RUN/stageN.ckpt, finished stages are skipped. On a new machine without checkpoints,
+# RUN/stageN.ckpt, finished stages are skipped. Stop it with `kill <crdr pid>` (SIGTERM):
+# the step in progress finishes, a checkpoint is written, and `crdr train` exits with
+# status 75 so this script does not start the next stage. On a new machine without checkpoints,
 # the stage recorded in the shipped weights is continued from weights/crdr-lite.pt.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -154,3 +154,24 @@ def test_ddp_two_processes_keep_parameters_identical(data_dir, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     line = [l for l in res.stdout.splitlines() if l.startswith("MAXDIFF")][0]
     assert float(line.split()[1]) == 0.0
+
+
+def test_sigterm_saves_a_checkpoint_and_stops(data_dir, tmp_path):
+    import signal
+
+    cfg = _cfg(data_dir, "stage1.steps=50", "train.ckpt_every_steps=1000")
+    tr = _trainer(cfg, 1, tmp_path)
+    original = tr.train_step
+
+    def step_then_signal():
+        logs = original()
+        if tr.step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return logs
+
+    tr.train_step = step_then_signal
+    tr.run()
+    assert tr.step == 3
+    ck = torch.load(tmp_path / "stage1.ckpt", weights_only=True)
+    assert ck["step"] == 3
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored

@@ -13,6 +13,9 @@ from ..errors import CrdrError
 from .config import load_config
 from .loop import Trainer
 
+#: Exit status of `crdr train` when the stage stopped before its last step (EX_TEMPFAIL).
+EXIT_UNFINISHED = 75
+
 
 def _setup_distributed(device: str) -> str:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
@@ -52,6 +55,10 @@ def run_train(*, config_name, stage, run_dir, init_path, overrides, max_minutes,
             trainer.validate()
             return
         trainer.run(max_steps=max_steps, max_minutes=max_minutes)
+        if trainer.step < trainer.st.steps:
+            # Not finished (a limit or a signal stopped it): a distinct status, so scripts
+            # that chain stages (scripts/train_lite.sh) do not move on to the next one.
+            raise SystemExit(EXIT_UNFINISHED)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

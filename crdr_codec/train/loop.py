@@ -298,6 +298,7 @@ class Trainer:
             self.sampler = CropSampler(list_images(cfg.data), cache=cfg.cache_images)
         end = st.steps if max_steps is None else min(st.steps, self.step + max_steps)
         t_start = last_ckpt = time.time()
+        stop = _StopFlag()  # SIGTERM / SIGINT: finish the step, checkpoint, exit cleanly
         log_path = self.run_dir / "log.csv"
         bar = _progress(self.step, end, self.quiet or self.rank != 0)
         tb = _tensorboard(self.run_dir) if self.rank == 0 else None
@@ -322,9 +323,12 @@ class Trainer:
                 last_ckpt = now
             if cfg.val_every and self.step % cfg.val_every == 0 and self.rank == 0 and cfg.val_data:
                 self.validate()
-            if max_minutes is not None and now - t_start > max_minutes * 60:
+            if stop.raised or (max_minutes is not None and now - t_start > max_minutes * 60):
                 self.save_checkpoint()
+                if stop.raised:
+                    self._log(f"stopped by signal at step {self.step}; checkpoint saved")
                 break
+        stop.restore()
         bar.close()
         if tb is not None:
             tb.close()
@@ -371,6 +375,29 @@ class Trainer:
     def _log(self, msg: str) -> None:
         if self.rank == 0 and not self.quiet:
             print(msg, file=sys.stderr, flush=True)
+
+
+class _StopFlag:
+    """Turns SIGTERM/SIGINT into a flag the loop checks between steps (main thread only)."""
+
+    def __init__(self) -> None:
+        import signal
+        import threading
+
+        self.raised = False
+        self._old = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.raised = True
+
+    def restore(self) -> None:
+        import signal
+
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
 
 
 def _tensorboard(run_dir: Path):
