@@ -12,7 +12,6 @@ from crdr_codec.config import get_config
 from crdr_codec.model import CRDRModel
 from crdr_codec.weights import load_weights, save_weights
 
-KODAK = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 
 
 def natural_image(h: int, w: int, seed: int = 0) -> np.ndarray:

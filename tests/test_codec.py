@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import KODAK, make_tiny_model, natural_image
+from conftest import make_tiny_model, natural_image
 from crdr_codec import bitstream
 from crdr_codec.codec import Codec
 from crdr_codec.config import get_config
@@ -114,9 +114,7 @@ def test_higher_q_gives_larger_file_on_natural_image():
             for lvl in range(ica.weight.shape[0]):
                 ica.weight[lvl].fill_(float(np.log(np.expm1(0.5 * 2.0**lvl))))
     codec = Codec(model=model, fingerprint=b"\x01" * 32, device="cpu")
-    from PIL import Image
-
-    rgb = np.asarray(Image.open(KODAK / "kodim23.png").convert("RGB"))[:128, :192]
+    rgb = natural_image(128, 192, seed=5)
     sizes = [len(codec.encode(rgb, q).data) for q in (0, 1, 2, 3, 4)]
     assert sizes == sorted(sizes) and sizes[-1] > 2 * sizes[0]
 
