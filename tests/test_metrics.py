@@ -14,7 +14,20 @@ import pytest
 from crdr_codec.errors import DependencyError
 from crdr_codec.metrics.basic import bpp, ms_ssim, ms_ssim_num_scales, mse, psnr
 
-REF_DIR = Path("/work/shared/data/lpips_reference")
+def _find_ref_dir() -> Path:
+    """The shared reference triplet: beside this checkout (as CI has it), or $CRDR_SHARED."""
+    import os
+
+    candidates = [Path(__file__).resolve().parents[2] / "shared", Path("/work/shared")]
+    if os.environ.get("CRDR_SHARED"):
+        candidates.insert(0, Path(os.environ["CRDR_SHARED"]))
+    for c in candidates:
+        if (c / "data/lpips_reference/ex_ref.png").is_file():
+            return c / "data/lpips_reference"
+    return candidates[0] / "data/lpips_reference"
+
+
+REF_DIR = _find_ref_dir()
 
 # richzhang/PerceptualSimilarity example triplet, LPIPS v0.1 (d(ref, p0), d(ref, p1)).
 EXPECTED = {"alex": (0.722, 0.138), "vgg": (0.569, 0.422)}
