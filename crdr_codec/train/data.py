@@ -74,3 +74,31 @@ class CropSampler:
         crops = np.stack([self.crop(self.image(i), size, g) for i in idx])
         x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
         return x / 127.5 - 1.0
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Map-style view "step -> batch" so DataLoader workers can prepare batches ahead.
+
+    Because every batch is a pure function of (seed, step, rank), prefetching in worker
+    processes gives exactly the batches the main process would have drawn.
+    """
+
+    def __init__(self, sampler: CropSampler, crop_at, seed: int, rank: int) -> None:
+        self.sampler, self.crop_at, self.seed, self.rank = sampler, crop_at, seed, rank
+
+    def __len__(self) -> int:
+        return 1 << 62
+
+    def __getitem__(self, step: int) -> torch.Tensor:
+        crop, batch = self.crop_at(step)
+        return self.sampler.batch(crop, batch, step_generator(self.seed, step, self.rank))
+
+
+def prefetching_loader(dataset: StepBatches, start: int, end: int, workers: int):
+    """Batches for steps start..end-1, prepared by ``workers`` processes (in step order)."""
+    return iter(
+        torch.utils.data.DataLoader(
+            dataset, batch_size=None, sampler=range(start, end), num_workers=workers,
+            prefetch_factor=2, persistent_workers=False,
+        )
+    )

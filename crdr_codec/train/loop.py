@@ -24,7 +24,7 @@ from ..errors import CrdrError
 from ..fileutil import atomic_writer
 from ..weights import save_weights
 from .config import StageConfig, TrainConfig
-from .data import CropSampler, list_images, step_generator
+from .data import CropSampler, StepBatches, list_images, prefetching_loader, step_generator
 from .discriminator import MultiLevelDiscriminator
 from .losses import hrrgan_discriminator_loss, hrrgan_generator_loss, mse01, rate_weight
 from .trainable import TrainableCRDR, inference_model
@@ -200,7 +200,9 @@ class Trainer:
             beta = int(torch.randint(0, 101, (1,), generator=g)) / 100 * st.beta_max
         return level, beta
 
-    def train_step(self) -> dict[str, float]:
+    def train_step(self, batch: torch.Tensor | None = None) -> dict[str, float]:
+        """One generator (+ aux, + discriminator) step. ``batch`` is this step's data when
+        prepared ahead by workers; it must equal what the sampler would draw."""
         st, cfg, dev = self.st, self.cfg, self.device
         step = self.step
         lpips = self.lpips() if st.lambda_p > 0 else None  # built before seeding: it draws RNG
@@ -208,8 +210,12 @@ class Trainer:
         g_data = step_generator(cfg.seed + 1, step, rank=self.rank)
         torch.manual_seed((cfg.seed * 7919 + step) * 131 + self.rank)  # quantisation noise
         level, beta = self._sample_controls(g_ctrl)
-        crop, batch = st.crop_at(step)
-        x = self.sampler.batch(crop, batch, g_data).to(dev)
+        crop, batch_size = st.crop_at(step)
+        if batch is None:
+            batch_x = self.sampler.batch(crop, batch_size, g_data)
+        else:
+            batch_x = batch
+        x = batch_x.to(dev)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         for grp in self.opt.param_groups:
@@ -217,8 +223,8 @@ class Trainer:
         if self.opt_d is not None:
             for grp in self.opt_d.param_groups:
                 grp["lr"] = st.disc_lr * (st.lr_decay if step >= st.lr_decay_at * st.steps else 1.0)
-        qt = torch.full((batch,), float(level), device=dev)
-        bt = torch.full((batch,), float(beta), device=dev)
+        qt = torch.full((batch_size,), float(level), device=dev)
+        bt = torch.full((batch_size,), float(beta), device=dev)
         ac = torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cfg.bf16)
 
         with ac:
@@ -302,9 +308,13 @@ class Trainer:
         log_path = self.run_dir / "log.csv"
         bar = _progress(self.step, end, self.quiet or self.rank != 0)
         tb = _tensorboard(self.run_dir) if self.rank == 0 else None
+        batches = None
+        if cfg.workers > 0:
+            ds = StepBatches(self.sampler, st.crop_at, cfg.seed + 1, self.rank)
+            batches = prefetching_loader(ds, self.step, end, cfg.workers)
         while self.step < end:
             t0 = time.time()
-            logs = self.train_step()
+            logs = self.train_step(next(batches) if batches is not None else None)
             logs["sec"] = time.time() - t0
             if self.rank == 0:
                 bar.update(logs)
