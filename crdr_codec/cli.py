@@ -227,6 +227,10 @@ def decode(inputs, output_dir, beta, fmt, weights, device, quiet) -> None:
     from .image_io import encode_image_bytes, write_image
 
     codec = Codec(weights, device=device)
+    if beta != 0 and not codec.realism_trained and not quiet:
+        click.echo(
+            f"crdr: note: these weights come from training stage {codec.model.meta.get('stage')}, "
+            "before realism training; beta has no trained effect yet", err=True)
 
     def work(src: str, dst: str) -> str:
         data = _read_crdr(src)

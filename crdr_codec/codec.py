@@ -75,6 +75,8 @@ class Codec:
         self.device = resolve_device(device)
         self.model.place(self.device)
         self.tile = tile
+        # Weights exported before stage 3 never trained the realism conditioning.
+        self.realism_trained = int(getattr(self.model, "meta", {}).get("stage", 3)) >= 3
 
     def _use_tiles(self, h: int, w: int) -> bool:
         if self.tile is not None:

@@ -85,6 +85,8 @@ def model_from_record(rec: dict, source: str = "weights") -> tuple[CRDRModel, by
     except (KeyError, ValueError, RuntimeError, TypeError) as e:
         raise WeightsError(f"{source}: weights do not match the model ({e})") from None
     model.eval()
+    # Plain facts about how the weights were made (stage, step, ...); tensors stay out.
+    model.meta = {k: v for k, v in rec.get("meta", {}).items() if not isinstance(v, (dict, torch.Tensor))}
     return model, fingerprint(rec["config"], rec["state_dict"], rec["z_tables"])
 
 
