@@ -112,9 +112,13 @@ def test_later_stage_starts_from_previous_and_export_round_trips(data_dir, tmp_p
     rgb = natural_image(40, 72)
     data = codec.encode(rgb, 1.5).data
     assert codec.decode(data, 0.0).shape == rgb.shape
-    # the exported weights can also seed a stage (e.g. on a machine without checkpoints)
+    # the exported weights can also seed a stage (e.g. on a machine without checkpoints):
+    # the next stage starts at step 0, the same stage continues its schedule
     s3 = _trainer(cfg, 3, tmp_path / "fresh", init=out)
     assert s3.step == 0
+    s2b = _trainer(cfg, 2, tmp_path / "fresh2", init=out)
+    assert s2b.step == s2.step
+    assert torch.equal(s2b.net.z_prior.quantiles, s2.net.z_prior.quantiles)
 
 
 def test_config_rejects_typos(tmp_path):

@@ -175,6 +175,11 @@ class Trainer:
             missing, unexpected = self.net.load_state_dict(state, strict=False)
             if unexpected or any(not k.startswith(("z_prior", "y_prior")) for k in missing):
                 raise CrdrError(f"{path}: weights do not match the '{self.cfg.model}' model")
+            meta = ck.get("meta", {})
+            if meta.get("stage") == self.stage:
+                # Exported mid-stage (e.g. the shipped weights on a new machine): continue
+                # that stage's schedule where it was; only the optimiser state restarts.
+                self.step = int(meta.get("step", 0))
         else:
             raise CrdrError(f"{path}: neither a training checkpoint nor a weights file")
         self._log(f"stage {self.stage} initialised from {path}")
