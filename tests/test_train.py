@@ -167,8 +167,8 @@ def test_sigterm_saves_a_checkpoint_and_stops(data_dir, tmp_path):
     tr = _trainer(cfg, 1, tmp_path)
     original = tr.train_step
 
-    def step_then_signal():
-        logs = original()
+    def step_then_signal(batch=None):
+        logs = original(batch)
         if tr.step == 3:
             os.kill(os.getpid(), signal.SIGTERM)
         return logs
