@@ -212,15 +212,12 @@ class Trainer:
         step = self.step
         lpips = self.lpips() if st.lambda_p > 0 else None  # built before seeding: it draws RNG
         g_ctrl = step_generator(cfg.seed, step, rank=0)  # same q and beta on every rank
-        g_data = step_generator(cfg.seed + 1, step, rank=self.rank)
         torch.manual_seed((cfg.seed * 7919 + step) * 131 + self.rank)  # quantisation noise
         level, beta = self._sample_controls(g_ctrl)
         crop, batch_size = st.crop_at(step)
-        if batch is None:
-            batch_x = self.sampler.batch(crop, batch_size, g_data)
-        else:
-            batch_x = batch
-        x = batch_x.to(dev)
+        if batch is None:  # the same step -> batch mapping the prefetching workers use
+            batch = StepBatches(self.sampler, st.crop_at, cfg.seed + 1, self.rank)[step]
+        x = batch.to(dev)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         for grp in self.opt.param_groups:
