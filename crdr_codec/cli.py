@@ -15,6 +15,7 @@ import click
 
 from .config import BETA_MAX, Q_MAX
 from .errors import CrdrError
+from .runtime import tune_malloc
 
 
 def _error_line(e: CrdrError) -> str:
@@ -164,6 +165,7 @@ def encode(inputs, output_dir, q, target_bpp, alpha, weights, device, quiet) -> 
       crdr encode *.png -o compressed/ --q 1
       cat in.png | crdr encode - - --bpp 0.3 > out.crdr
     """
+    tune_malloc()
     from .config import check_q
 
     if q is not None and target_bpp is not None:
@@ -214,6 +216,7 @@ def decode(inputs, output_dir, beta, fmt, weights, device, quiet) -> None:
       crdr decode in.crdr out.png --beta 0
       crdr decode *.crdr -o decoded/ --beta 3.84
     """
+    tune_malloc()
     from .config import check_beta
     from .image_io import format_from_extension
 
@@ -329,6 +332,7 @@ def eval_command(data_dir, output_dir, q_spec, beta_spec, anchors, anchor_q, job
       crdr eval kodak/ -o results/ --q 0:4:0.25 --beta 0,2.56,3.84 --anchors jpeg,webp,avif,jxl,heic
     Writes per_image.csv, summary.json, bdrate.csv and plots/*.png; re-run to resume.
     """
+    tune_malloc()
     from .config import BETA_MIN, Q_MIN
     from .eval import parse_values
     from .eval.anchors import ANCHORS, parse_anchor_names
@@ -385,6 +389,7 @@ def bench(images, configs, weights, anchors, mbt, q, beta, repeats, threads, bas
       crdr bench kodak/kodim01.png kodak/kodim23.png --weights weights/crdr-lite.pt
     IMAGES are files or folders. Each entry runs in its own process, in the same run.
     """
+    tune_malloc()
     from .eval.anchors import parse_anchor_names
     from .eval.bench import BenchConfig, format_bench, run_bench, write_json
 
@@ -426,6 +431,7 @@ def train(config_name, stage, run_dir, init_path, overrides, max_minutes, max_st
     Exits 0 when the stage is complete, 75 when it stopped earlier (--max-minutes,
     --max-steps, SIGTERM/Ctrl-C; a checkpoint is saved): re-run the same command to resume.
     """
+    tune_malloc()
     from .train.cli import run_train
 
     if stage is None:

@@ -135,8 +135,16 @@ def _rss_mb() -> float:
 
 
 def _worker(spec: Dict[str, Any]) -> Dict[str, Any]:
-    """Time one entry on all images in this (fresh) process."""
+    """Time one entry on all images in this (fresh) process.
+
+    The process gets the same allocator tuning as the ``crdr`` command (for every entry,
+    so the ratios compare like with like).
+    """
     import numpy as np
+
+    from crdr_codec.runtime import tune_malloc
+
+    tune_malloc()
 
     from crdr_codec.image_io import read_image
 

@@ -58,7 +58,10 @@ from crdr_codec.fileutil import atomic_write_bytes
 from crdr_codec.image_io import read_image
 from crdr_codec.metrics.basic import ms_ssim, psnr
 
-__all__ = ["EvalConfig", "run_eval", "format_report", "list_images", "IMAGE_EXTENSIONS", "CSV_FIELDS"]
+__all__ = [
+    "EvalConfig", "run_eval", "format_report", "list_images", "detail_window",
+    "IMAGE_EXTENSIONS", "CSV_FIELDS",
+]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm")
 CSV_FIELDS = [
@@ -699,7 +702,7 @@ class _Run:
             if len(encoded) != int(r["bytes"]):  # a non-deterministic encoder: say so
                 cap += f"\n(re-encoded: {len(encoded)} B, CSV {r['bytes']} B)"
             recs.append((f"{a.name}_q{qa}", a.decode(encoded), cap))
-        y0, x0, s = _detail_window(ref, cfg.crop_size)
+        y0, x0, s = detail_window(ref, cfg.crop_size)
         crop_dir = pdir / "crops"
         crop_dir.mkdir(parents=True, exist_ok=True)
         panels = []
@@ -725,7 +728,7 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _detail_window(rgb: np.ndarray, size: int) -> Tuple[int, int, int]:
+def detail_window(rgb: np.ndarray, size: int) -> Tuple[int, int, int]:
     """Top-left corner and side of the square window with the most gradient energy.
 
     Detail-rich regions show coding artefacts and synthesized texture best. The side is
