@@ -241,6 +241,8 @@ def crop_sheet(
         ax.imshow(shown, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
+        for spine in ax.spines.values():  # a frame would paint over the crop's edge pixels
+            spine.set_visible(False)
         ax.text(0.0, -0.02, caption, transform=ax.transAxes, ha="left", va="top", fontsize=7.5,
                 family="monospace")
     if title:
