@@ -12,15 +12,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${RUN:-runs/lite}
 CRDR=${CRDR:-.venv/bin/crdr}
+CONFIG=${CONFIG:-lite}
+WEIGHTS=${WEIGHTS:-weights/crdr-lite.pt}
 mkdir -p "$RUN"
-start_stage=1
-if ! ls "$RUN"/stage*.ckpt >/dev/null 2>&1 && [ -f weights/crdr-lite.pt ]; then
-  start_stage=$(.venv/bin/python -c "import torch;print(torch.load('weights/crdr-lite.pt',weights_only=True)['meta'].get('stage',1))")
-  echo "no checkpoint in $RUN: continuing stage $start_stage from weights/crdr-lite.pt"
-  "$CRDR" train --config lite --stage "$start_stage" --run-dir "$RUN" --init weights/crdr-lite.pt "$@"
-  start_stage=$((start_stage + 1))
+# Continue from the latest stage that has a checkpoint: earlier stages are done (a stage
+# is only started from the previous one's finished checkpoint, or from the shipped weights).
+start_stage=0
+for stage in 3 2 1; do
+  if [ -f "$RUN/stage$stage.ckpt" ]; then start_stage=$stage; break; fi
+done
+if [ "$start_stage" -eq 0 ]; then
+  start_stage=1
+  if [ -f "$WEIGHTS" ]; then
+    start_stage=$(.venv/bin/python -c "import sys,torch;print(torch.load(sys.argv[1],weights_only=True)['meta'].get('stage',1))" "$WEIGHTS")
+    echo "no checkpoint in $RUN: continuing stage $start_stage from $WEIGHTS"
+    "$CRDR" train --config "$CONFIG" --stage "$start_stage" --run-dir "$RUN" --init "$WEIGHTS" "$@"
+    start_stage=$((start_stage + 1))
+  fi
 fi
 for stage in 1 2 3; do
   [ "$stage" -lt "$start_stage" ] && continue
-  "$CRDR" train --config lite --stage "$stage" --run-dir "$RUN" "$@"
+  "$CRDR" train --config "$CONFIG" --stage "$stage" --run-dir "$RUN" "$@"
 done

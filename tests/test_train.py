@@ -189,3 +189,62 @@ def test_worker_prefetch_gives_the_same_training(data_dir, tmp_path):
     b.run()
     for (n, p), (_, r) in zip(a.net.state_dict().items(), b.net.state_dict().items()):
         assert torch.equal(p, r), n
+
+
+def test_ica_parameters_move_at_their_own_learning_rate(data_dir, tmp_path):
+    """Adam's first step moves every parameter by about its lr: the rate-control (ICA)
+    rows of the sampled level by lr * ica_lr_scale, everything else by lr."""
+    cfg = _cfg(data_dir, "stage2.ica_lr_scale=10.0", "stage2.lr=1e-3", "stage2.clip_grad=0.0")
+    from crdr_codec.train.data import CropSampler, list_images
+
+    tr = _trainer(cfg, 2, tmp_path, sampler=CropSampler(list_images([str(data_dir)])))
+    before = {n: p.detach().clone() for n, p in tr.net.named_parameters()}
+    tr.train_step()
+    moved = {n: (p.detach() - before[n]).abs().max().item() for n, p in tr.net.named_parameters()}
+    ica = [v for n, v in moved.items() if ".ica." in n and v > 0]
+    conv = [v for n, v in moved.items() if n.startswith("codec.g_a.") and ".ica." not in n and v > 0]
+    assert ica and conv
+    assert max(ica) == pytest.approx(1e-2, rel=0.02)
+    assert max(conv) == pytest.approx(1e-3, rel=0.02)
+
+
+def test_resume_maps_a_single_group_optimizer_state_by_name(data_dir, tmp_path, monkeypatch):
+    """Checkpoints written before ICA had its own parameter group resume with each
+    parameter's Adam moments intact."""
+    from crdr_codec.train import loop
+
+    cfg = _cfg(data_dir, "stage2.ica_lr_scale=5.0")
+    monkeypatch.setattr(loop, "_is_ica", lambda name: False)  # the old, single-group layout
+    old = _trainer(cfg, 2, tmp_path)
+    old.run(max_steps=2)
+    assert len(old.opt.param_groups) == 1
+    monkeypatch.undo()
+    new = _trainer(cfg, 2, tmp_path)
+    assert new.step == 2 and len(new.opt.param_groups) == 2
+    old_state = {n: old.opt.state[p] for n, p in old.net.named_parameters() if p in old.opt.state}
+    new_state = {n: new.opt.state[p] for n, p in new.net.named_parameters() if p in new.opt.state}
+    assert old_state.keys() == new_state.keys() and any(".ica." in n for n in new_state)
+    for n, st in old_state.items():
+        assert torch.equal(st["exp_avg_sq"], new_state[n]["exp_avg_sq"]), n
+    new.run()  # and it trains on
+    assert new.step == cfg.stages[2].steps
+
+
+@pytest.mark.slow
+def test_train_script_resumes_at_the_latest_checkpointed_stage(data_dir, tmp_path):
+    """scripts/train_lite.sh on a run folder whose latest checkpoint is stage 2 continues
+    stage 2 and then stage 3; it never starts stage 1 again from scratch."""
+    run = tmp_path / "run"
+    env = {**os.environ, "RUN": str(run), "CONFIG": "tiny", "WEIGHTS": str(tmp_path / "none.pt"),
+           "CRDR": str(Path(sys.executable).parent / "crdr")}
+    args = ["bash", str(ROOT / "scripts/train_lite.sh"), "--set", f'train.data=["{data_dir}"]',
+            "--threads", "1", "--quiet"]
+    first = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert all((run / f"stage{s}.ckpt").is_file() for s in (1, 2, 3))
+    (run / "stage1.ckpt").unlink()
+    (run / "stage3.ckpt").unlink()
+    again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert not (run / "stage1.ckpt").exists()
+    assert torch.load(run / "stage3.ckpt", weights_only=True)["step"] == 4

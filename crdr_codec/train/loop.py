@@ -36,6 +36,10 @@ def _is_rate_aux(name: str) -> bool:
     return name.endswith("quantiles")
 
 
+def _is_ica(name: str) -> bool:
+    return ".ica." in name
+
+
 def _frozen_prefixes(stage: int) -> tuple[str, ...]:
     """Stage 1 trains a single-rate model: ICA stays the identity and beta is unused.
     Stage 2 adds rate control; beta conditioning is trained only in stage 3."""
@@ -95,9 +99,19 @@ class Trainer:
 
     # ------------------------------------------------------------ setup
     def _build_optimizers(self) -> None:
-        main = [p for n, p in self.net.named_parameters() if p.requires_grad and not _is_rate_aux(n)]
+        named = [(n, p) for n, p in self.net.named_parameters() if p.requires_grad and not _is_rate_aux(n)]
+        groups = [
+            ([(n, p) for n, p in named if not _is_ica(n)], 1.0),
+            ([(n, p) for n, p in named if _is_ica(n)], self.st.ica_lr_scale),
+        ]
+        groups = [(g, scale) for g, scale in groups if g]  # stage 1: ICA is frozen
+        # lr multipliers live here, not in the optimiser's groups: a resumed checkpoint's
+        # saved group settings must not override the current config
+        self.lr_scales = [scale for _, scale in groups]
+        self._opt_names = [[n for n, _ in g] for g, _ in groups]
+        self._opt_flat_names = [n for n, _ in named]  # the order of a single-group optimiser
         aux = [p for n, p in self.net.named_parameters() if _is_rate_aux(n)]
-        self.opt = torch.optim.Adam(main, lr=self.st.lr)
+        self.opt = torch.optim.Adam([{"params": [p for _, p in g]} for g, _ in groups], lr=self.st.lr)
         self.opt_aux = torch.optim.Adam(aux, lr=1e-3)
         self.opt_d = (
             torch.optim.Adam(self.disc.parameters(), lr=self.st.disc_lr) if self.disc is not None else None
@@ -153,13 +167,34 @@ class Trainer:
         if ck.get("format") != CKPT_FORMAT or ck.get("stage") != self.stage:
             raise CrdrError(f"{path}: not a stage-{self.stage} training checkpoint")
         self.net.load_state_dict(ck["net"])
-        self.opt.load_state_dict(ck["opt"])
+        self.opt.load_state_dict(self._regroup(ck["opt"]))
         self.opt_aux.load_state_dict(ck["opt_aux"])
         if self.disc is not None and ck.get("disc") is not None:
             self.disc.load_state_dict(ck["disc"])
             self.opt_d.load_state_dict(ck["opt_d"])
         self.step, self.skipped = ck["step"], ck["skipped"]
         self._log(f"resumed stage {self.stage} from {path} at step {self.step}")
+
+    def _regroup(self, saved: dict) -> dict:
+        """A saved optimiser state with all parameters in one group (checkpoints written
+        before the ICA parameters had a group of their own) in this optimiser's grouping,
+        matched by parameter name; other states are returned unchanged."""
+        if len(saved["param_groups"]) != 1 or len(self._opt_names) == 1:
+            return saved
+        flat = self._opt_flat_names
+        if len(saved["param_groups"][0]["params"]) != len(flat):
+            return saved  # let load_state_dict report the mismatch
+        old_ids = dict(zip(flat, saved["param_groups"][0]["params"]))
+        state, groups, i = {}, [], 0
+        for names in self._opt_names:
+            ids = []
+            for n in names:
+                if old_ids[n] in saved["state"]:
+                    state[i] = saved["state"][old_ids[n]]
+                ids.append(i)
+                i += 1
+            groups.append({**saved["param_groups"][0], "params": ids})
+        return {"state": state, "param_groups": groups}
 
     def init_from(self, path: Path) -> None:
         """Start this stage from a previous stage's checkpoint or an inference weights file."""
@@ -220,8 +255,8 @@ class Trainer:
         x = batch.to(dev)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        for grp in self.opt.param_groups:
-            grp["lr"] = st.lr_at(step)
+        for grp, scale in zip(self.opt.param_groups, self.lr_scales):
+            grp["lr"] = st.lr_at(step) * scale
         if self.opt_d is not None:
             for grp in self.opt_d.param_groups:
                 grp["lr"] = st.disc_lr * (st.lr_decay if step >= st.lr_decay_at * st.steps else 1.0)
