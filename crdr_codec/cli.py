@@ -320,12 +320,15 @@ def info(files, as_json) -> None:
 @click.option("--crop-size", type=int, default=256, show_default=True, help="Crop side in pixels.")
 @click.option("--max-images", type=int, help="Use only the first N images.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@click.option("--anchors-from", type=click.Path(file_okay=False, exists=True), metavar="DIR",
+              help="Take the anchors' results from an earlier run's folder (same anchor versions "
+                   "and images); only crdr is measured.")
 @_weights_option
 @_device_option
 @click.option("--quiet", is_flag=True, help="No progress bar or report.")
 def eval_command(data_dir, output_dir, q_spec, beta_spec, anchors, anchor_q, jobs, threads, fid,
-                 patch_size, crop_bpp, crop_image, crop_size, max_images, no_plots, weights, device,
-                 quiet) -> None:
+                 patch_size, crop_bpp, crop_image, crop_size, max_images, no_plots, anchors_from,
+                 weights, device, quiet) -> None:
     """Rate-distortion-realism sweep of crdr and conventional codecs on a folder of images.
 
     \b
@@ -359,7 +362,8 @@ def eval_command(data_dir, output_dir, q_spec, beta_spec, anchors, anchor_q, job
                      anchors=names, anchor_qualities=overrides, weights=weights,
                      device=device, jobs=jobs, threads=threads, fid=fid, patch_size=patch_size,
                      crop_bpp=crop_bpp, crop_image=crop_image, crop_size=crop_size,
-                     max_images=max_images, plots=not no_plots, quiet=quiet)
+                     max_images=max_images, plots=not no_plots, quiet=quiet,
+                     anchors_from=Path(anchors_from) if anchors_from else None)
     summary = run_eval(cfg)
     if not quiet:
         click.echo(format_report(summary, Path(output_dir)))

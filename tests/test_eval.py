@@ -8,6 +8,7 @@ plugin are skipped cleanly when the package is absent.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import subprocess
@@ -330,6 +331,32 @@ def test_crdr_eval_end_to_end_and_resume(tmp_path, runner, tiny_weights, other_w
     assert res4.exit_code == 1
     assert res4.stderr.startswith("crdr: error:") and "new output folder" in res4.stderr
     assert res4.stderr.count("\n") == 1
+
+    # Another model's run can take the anchors' rows from this one: only crdr is measured.
+    source_csv = (out / "per_image.csv").read_bytes()
+    out2 = tmp_path / "out2"
+    args2 = [a if a != tiny_weights else other_weights for a in args]
+    args2[args2.index(str(out))] = str(out2)
+    res5 = runner.invoke(main, args2 + ["--no-plots", "--anchors-from", str(out)])
+    assert res5.exit_code == 0, res5.output + str(res5.exception)
+    assert "6 anchor results taken" in res5.stderr
+    assert (out / "per_image.csv").read_bytes() == source_csv  # the source is not touched
+    with open(out2 / "per_image.csv", newline="") as f:
+        rows2 = list(csv.DictReader(f))
+    key = lambda r: (r["image"], r["codec"], r["setting"])  # noqa: E731
+    assert sorted(map(key, rows2)) == sorted(map(key, rows))
+    source_rows = list(csv.DictReader(io.StringIO(source_csv.decode())))
+    for r in rows2:
+        if r["codec"] == "jpeg":
+            assert r == next(o for o in source_rows if key(o) == key(r))
+    assert json.loads((out2 / "summary.json").read_text())["model"]["model_id"] != summary["model"]["model_id"]
+    # ... but not from a run made with other anchor library versions
+    meta = json.loads((out / "summary.json").read_text())
+    meta["versions"]["jpeg"] = "libjpeg 0.0"
+    (out / "summary.json").write_text(json.dumps(meta))
+    res6 = runner.invoke(main, args2[:3] + [str(tmp_path / "out3")] + args2[4:] + ["--anchors-from", str(out)])
+    assert res6.exit_code == 1 and "other anchor versions: jpeg" in res6.stderr
+    assert res6.stderr.count("\n") == 1
 
 
 def test_crdr_eval_argument_errors(tmp_path, runner, tiny_weights) -> None:

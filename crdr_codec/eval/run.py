@@ -98,6 +98,7 @@ class EvalConfig:
     max_images: Optional[int] = None
     plots: bool = True
     quiet: bool = False
+    anchors_from: Optional[Path] = None
 
     def qualities(self, anchor: str) -> List[int]:
         """The quality sweep of ``anchor`` (the override, or its default)."""
@@ -367,7 +368,54 @@ class _Run:
         else:
             atomic_write_bytes(meta_path, (json.dumps(meta, indent=2) + "\n").encode())
         self.csv = _ResultsCSV(self.out / CSV_NAME)
+        if self.cfg.anchors_from is not None:
+            self._import_anchor_rows(Path(self.cfg.anchors_from))
         self.metrics = _Metrics(str(self.codec.device), self.cfg.fid, self.cfg.patch_size)
+
+    def _import_anchor_rows(self, src: Path) -> None:
+        """Copy the conventional codecs' rows of an earlier run (they do not depend on the
+        crdr weights) into this run, so only crdr is measured again. The earlier run must
+        have used the same anchor library versions and images of the same sizes; with FID
+        on, its Inception features of those rows are copied too (or recomputed)."""
+        import shutil
+
+        from PIL import Image
+
+        if src.resolve() == self.out.resolve():
+            return
+        try:
+            old = json.loads((src / SUMMARY_NAME).read_text())
+            with open(src / CSV_NAME, newline="") as f:  # read-only: the source stays as it is
+                old_rows = [r for r in csv.DictReader(f)
+                            if r.get("image") and None not in r.values() and None not in r]
+        except (OSError, ValueError, csv.Error):
+            raise ResumeError(f"--anchors-from {src}: no readable {SUMMARY_NAME} and {CSV_NAME} there") from None
+        names = [a.name for a in self.anchors]
+        now = anchor_versions(names)
+        then = old.get("versions", {})
+        differ = [f"{n} ({then.get(n)} there, {now[n]} here)" for n in names if then.get(n) != now[n]]
+        if differ:
+            raise ResumeError(f"--anchors-from {src}: other anchor versions: {'; '.join(differ)}")
+        sizes = {}
+        for p in self.images:
+            with Image.open(p) as im:
+                sizes[p.name] = (str(im.width), str(im.height))
+        copied = 0
+        for row in old_rows:
+            image, codec, setting = row["image"], row["codec"], row["setting"]
+            if codec not in names or image not in sizes or self.csv.has((image, codec, setting)):
+                continue
+            if (row["width"], row["height"]) != sizes[image]:
+                raise ResumeError(f"--anchors-from {src}: {image} has another size there")
+            feat = src / "features" / codec / _slug(setting) / f"{image}.npy"
+            if feat.is_file():
+                dst = self._feat_path(codec, setting, image)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(feat, dst)
+            self.csv.add(row)
+            copied += 1
+        if not self.cfg.quiet:
+            print(f"crdr eval: {copied} anchor results taken from {src / CSV_NAME}", file=sys.stderr)
 
     def _feat_path(self, codec: str, setting: Optional[str], image: str) -> Path:
         sub = Path("original") if codec == "original" else Path(codec) / _slug(setting or "")
