@@ -1,0 +1,110 @@
+"""Peak memory and time of whole `crdr encode` / `crdr decode` processes on a large photo.
+
+Issue 2 asks that a 24-megapixel photo (6000x4000) encodes and decodes within 8 GiB of
+RAM. This builds such a picture as a mosaic of the Kodak images at their native
+resolution (so it has photo statistics at every scale, unlike an upscaled image), runs
+the real command line on it under GNU time, and reports wall seconds, peak RSS against
+the budget, file size, bpp and the PSNR of the decoded picture. Exit status 1 when a
+process fails or goes over the budget.
+
+    .venv/bin/python benchmarks/large_image.py [--size 6000x4000] [--q 2] [--beta 0]
+                                               [--budget-gib 8] [--weights FILE] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+KODAK = ROOT.parent / "shared/data/kodak"
+TIME = "/usr/bin/time"
+
+
+def mosaic(width: int, height: int, folder: Path) -> np.ndarray:
+    """Kodak images tiled at native size (landscape ones; cycled), cropped to the size."""
+    tiles = []
+    for p in sorted(folder.glob("*.png")):
+        with Image.open(p) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        if rgb.shape[0] > rgb.shape[1]:
+            rgb = rgb.transpose(1, 0, 2)
+        tiles.append(rgb)
+    if not tiles:
+        raise SystemExit(f"no PNG images in {folder}")
+    th, tw = tiles[0].shape[:2]
+    out = np.empty((height, width, 3), np.uint8)
+    k = 0
+    for y in range(0, height, th):
+        for x in range(0, width, tw):
+            t = tiles[k % len(tiles)]
+            k += 1
+            h, w = min(th, height - y), min(tw, width - x)
+            out[y:y + h, x:x + w] = t[:h, :w]
+    return out
+
+
+def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (GiB) of one process; exits on failure."""
+    with tempfile.NamedTemporaryFile(suffix=".txt") as stats:
+        t0 = time.perf_counter()
+        proc = subprocess.run([TIME, "-o", stats.name, "-f", "%M", *cmd], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr.decode(errors='replace')}")
+        kib = int(Path(stats.name).read_text().split()[-1])
+    return wall, kib / 2**20
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", default="6000x4000", help="WIDTHxHEIGHT (default 6000x4000, 24 MP)")
+    ap.add_argument("--q", type=float, default=2.0)
+    ap.add_argument("--beta", type=float, default=0.0)
+    ap.add_argument("--budget-gib", type=float, default=8.0)
+    ap.add_argument("--weights", default=None, help="weights file (default: the crdr default)")
+    ap.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS for the processes")
+    ap.add_argument("--kodak", default=str(KODAK), help="folder of tiles (default ../shared/data/kodak)")
+    a = ap.parse_args()
+    width, height = (int(v) for v in a.size.lower().split("x"))
+    crdr = str(Path(sys.executable).parent / "crdr")
+    env = {**os.environ, "OMP_NUM_THREADS": str(a.threads)}
+    extra = ["--weights", a.weights] if a.weights else []
+    with tempfile.TemporaryDirectory(prefix="crdr-large-") as tmp:
+        src, enc, dec = Path(tmp) / "in.png", Path(tmp) / "in.crdr", Path(tmp) / "out.png"
+        img = mosaic(width, height, Path(a.kodak))
+        Image.fromarray(img).save(src, compress_level=1)
+        print(f"{width}x{height} ({width * height / 1e6:.1f} MP) mosaic of {a.kodak}, q={a.q:g}, "
+              f"beta={a.beta:g}, {a.threads} threads, budget {a.budget_gib:g} GiB")
+        rows = []
+        wall, rss = run([crdr, "encode", str(src), str(enc), "--q", str(a.q), "--quiet", *extra], env)
+        rows.append(("encode", wall, rss))
+        wall, rss = run([crdr, "decode", str(enc), str(dec), "--beta", str(a.beta), "--quiet", *extra], env)
+        rows.append(("decode", wall, rss))
+        with Image.open(dec) as im:
+            rec = np.asarray(im.convert("RGB"))
+        if rec.shape != img.shape:
+            sys.exit(f"decoded size {rec.shape[1]}x{rec.shape[0]} != {width}x{height}")
+        mse = np.mean((rec.astype(np.float64) - img.astype(np.float64)) ** 2)
+        nbytes = enc.stat().st_size
+    over = False
+    for name, wall, rss in rows:
+        ok = rss <= a.budget_gib
+        over |= not ok
+        print(f"  {name}: {wall:7.1f} s wall, peak RSS {rss:5.2f} GiB  {'ok' if ok else 'OVER BUDGET'}")
+    print(f"  file {nbytes} bytes = {nbytes * 8 / (width * height):.4f} bpp, "
+          f"PSNR {10 * np.log10(255 ** 2 / mse):.2f} dB")
+    sys.exit(1 if over else 0)
+
+
+if __name__ == "__main__":
+    main()
