@@ -191,43 +191,79 @@ def test_worker_prefetch_gives_the_same_training(data_dir, tmp_path):
         assert torch.equal(p, r), n
 
 
-def test_ica_parameters_move_at_their_own_learning_rate(data_dir, tmp_path):
+@pytest.mark.parametrize("stage", [2, 3])
+def test_rate_and_beta_controls_move_at_their_own_learning_rates(data_dir, tmp_path, stage):
     """Adam's first step moves every parameter by about its lr: the rate-control (ICA)
-    rows of the sampled level by lr * ica_lr_scale, everything else by lr."""
-    cfg = _cfg(data_dir, "stage2.ica_lr_scale=10.0", "stage2.lr=1e-3", "stage2.clip_grad=0.0")
+    rows of the sampled level by lr * ica_lr_scale, the beta conditioning (stage 3) by
+    lr * cond_lr_scale, everything else by lr."""
     from crdr_codec.train.data import CropSampler, list_images
 
-    tr = _trainer(cfg, 2, tmp_path, sampler=CropSampler(list_images([str(data_dir)])))
+    cfg = _cfg(data_dir, f"stage{stage}.ica_lr_scale=10.0", f"stage{stage}.cond_lr_scale=4.0",
+               f"stage{stage}.lr=1e-3", f"stage{stage}.clip_grad=0.0")
+    tr = _trainer(cfg, stage, tmp_path, sampler=CropSampler(list_images([str(data_dir)])))
     before = {n: p.detach().clone() for n, p in tr.net.named_parameters()}
     tr.train_step()
     moved = {n: (p.detach() - before[n]).abs().max().item() for n, p in tr.net.named_parameters()}
     ica = [v for n, v in moved.items() if ".ica." in n and v > 0]
+    cond = [v for n, v in moved.items() if (".proj." in n or ".embed." in n) and v > 0]
     conv = [v for n, v in moved.items() if n.startswith("codec.g_a.") and ".ica." not in n and v > 0]
     assert ica and conv
     assert max(ica) == pytest.approx(1e-2, rel=0.02)
     assert max(conv) == pytest.approx(1e-3, rel=0.02)
+    if stage == 3:
+        assert max(cond) == pytest.approx(4e-3, rel=0.02)
+    else:
+        assert not cond  # frozen before stage 3
 
 
-def test_resume_maps_a_single_group_optimizer_state_by_name(data_dir, tmp_path, monkeypatch):
-    """Checkpoints written before ICA had its own parameter group resume with each
-    parameter's Adam moments intact."""
+@pytest.mark.parametrize("layout", ["one group", "main+ica"])
+def test_resume_maps_an_older_optimizer_grouping_by_name(data_dir, tmp_path, monkeypatch, layout):
+    """Checkpoints written before ICA (one group) or the beta conditioning (main + ICA)
+    had groups of their own resume with each parameter's Adam moments intact."""
     from crdr_codec.train import loop
 
-    cfg = _cfg(data_dir, "stage2.ica_lr_scale=5.0")
-    monkeypatch.setattr(loop, "_is_ica", lambda name: False)  # the old, single-group layout
-    old = _trainer(cfg, 2, tmp_path)
+    cfg = _cfg(data_dir, "stage3.ica_lr_scale=5.0", "stage3.cond_lr_scale=3.0")
+    if layout == "one group":
+        monkeypatch.setattr(loop, "_is_ica", lambda name: False)
+    monkeypatch.setattr(loop, "_is_beta_cond", lambda name: False)
+    old = _trainer(cfg, 3, tmp_path)
     old.run(max_steps=2)
-    assert len(old.opt.param_groups) == 1
+    assert len(old.opt.param_groups) == (1 if layout == "one group" else 2)
+    ck = torch.load(tmp_path / "stage3.ckpt", weights_only=True)
+    del ck["opt_names"]  # older checkpoints did not record them
+    torch.save(ck, tmp_path / "stage3.ckpt")
     monkeypatch.undo()
-    new = _trainer(cfg, 2, tmp_path)
-    assert new.step == 2 and len(new.opt.param_groups) == 2
+    new = _trainer(cfg, 3, tmp_path)
+    assert new.step == 2 and len(new.opt.param_groups) == 3
     old_state = {n: old.opt.state[p] for n, p in old.net.named_parameters() if p in old.opt.state}
     new_state = {n: new.opt.state[p] for n, p in new.net.named_parameters() if p in new.opt.state}
-    assert old_state.keys() == new_state.keys() and any(".ica." in n for n in new_state)
+    assert old_state.keys() == new_state.keys()
+    assert any(".ica." in n for n in new_state) and any(".proj." in n for n in new_state)
     for n, st in old_state.items():
         assert torch.equal(st["exp_avg_sq"], new_state[n]["exp_avg_sq"]), n
-    new.run()  # and it trains on
-    assert new.step == cfg.stages[2].steps
+    new.run()  # and it trains on, and saves in the new layout
+    assert new.step == cfg.stages[3].steps
+    again = _trainer(cfg, 3, tmp_path)
+    for n, p in again.net.named_parameters():
+        if p in again.opt.state:
+            assert torch.equal(again.opt.state[p]["exp_avg"], new_state[n]["exp_avg"]), n
+
+
+def test_a_stage_finished_in_its_weights_leaves_a_checkpoint_for_the_next(data_dir, tmp_path):
+    """Weights exported at the end of stage 2 (shipped, new machine): continuing stage 2
+    from them has nothing to do but must leave stage2.ckpt, or stage 3 would start from
+    random weights."""
+    cfg = _cfg(data_dir)
+    s2 = _trainer(cfg, 2, tmp_path / "a")
+    s2.run()
+    s2.export(tmp_path / "w.pt", half=False)
+    cont = _trainer(cfg, 2, tmp_path / "b", init=tmp_path / "w.pt")
+    assert cont.step == cfg.stages[2].steps
+    cont.run()
+    ck = torch.load(tmp_path / "b" / "stage2.ckpt", weights_only=True)
+    assert ck["step"] == cfg.stages[2].steps
+    s3 = _trainer(cfg, 3, tmp_path / "b", init=tmp_path / "b" / "stage2.ckpt")
+    assert torch.equal(s3.net.codec.g_s.ica[0].weight, s2.net.codec.g_s.ica[0].weight)
 
 
 @pytest.mark.slow

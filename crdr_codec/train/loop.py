@@ -36,19 +36,35 @@ def _is_rate_aux(name: str) -> bool:
     return name.endswith("quantiles")
 
 
+_BETA_PARTS = ("codec.g_s.embed.", ".proj.")
+
+
 def _is_ica(name: str) -> bool:
     return ".ica." in name
+
+
+def _is_beta_cond(name: str) -> bool:
+    return any(s in name for s in _BETA_PARTS)
 
 
 def _frozen_prefixes(stage: int) -> tuple[str, ...]:
     """Stage 1 trains a single-rate model: ICA stays the identity and beta is unused.
     Stage 2 adds rate control; beta conditioning is trained only in stage 3."""
-    beta_parts = ("codec.g_s.embed.", ".proj.")
     if stage == 1:
-        return (".ica.",) + beta_parts
+        return (".ica.",) + _BETA_PARTS
     if stage == 2:
-        return beta_parts
+        return _BETA_PARTS
     return ()
+
+
+def _legacy_group_names(flat: list[str], count: int) -> list[list[str]] | None:
+    """Parameter names per optimiser group of checkpoints that did not record them:
+    one group (before ICA had its own) or two (main, ICA)."""
+    if count == 1:
+        return [flat]
+    if count == 2:
+        return [[n for n in flat if not _is_ica(n)], [n for n in flat if _is_ica(n)]]
+    return None
 
 
 def _freeze(net: nn.Module, stage: int) -> None:
@@ -101,15 +117,16 @@ class Trainer:
     def _build_optimizers(self) -> None:
         named = [(n, p) for n, p in self.net.named_parameters() if p.requires_grad and not _is_rate_aux(n)]
         groups = [
-            ([(n, p) for n, p in named if not _is_ica(n)], 1.0),
+            ([(n, p) for n, p in named if not _is_ica(n) and not _is_beta_cond(n)], 1.0),
             ([(n, p) for n, p in named if _is_ica(n)], self.st.ica_lr_scale),
+            ([(n, p) for n, p in named if _is_beta_cond(n)], self.st.cond_lr_scale),
         ]
-        groups = [(g, scale) for g, scale in groups if g]  # stage 1: ICA is frozen
+        groups = [(g, scale) for g, scale in groups if g]  # frozen kinds have no group
         # lr multipliers live here, not in the optimiser's groups: a resumed checkpoint's
         # saved group settings must not override the current config
         self.lr_scales = [scale for _, scale in groups]
         self._opt_names = [[n for n, _ in g] for g, _ in groups]
-        self._opt_flat_names = [n for n, _ in named]  # the order of a single-group optimiser
+        self._opt_flat_names = [n for n, _ in named]
         aux = [p for n, p in self.net.named_parameters() if _is_rate_aux(n)]
         self.opt = torch.optim.Adam([{"params": [p for _, p in g]} for g, _ in groups], lr=self.st.lr)
         self.opt_aux = torch.optim.Adam(aux, lr=1e-3)
@@ -151,6 +168,7 @@ class Trainer:
             "train_config": _config_dict(self.cfg),
             "net": self.net.state_dict(),
             "opt": self.opt.state_dict(),
+            "opt_names": self._opt_names,
             "opt_aux": self.opt_aux.state_dict(),
             "disc": self.disc.state_dict() if self.disc is not None else None,
             "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
@@ -167,7 +185,7 @@ class Trainer:
         if ck.get("format") != CKPT_FORMAT or ck.get("stage") != self.stage:
             raise CrdrError(f"{path}: not a stage-{self.stage} training checkpoint")
         self.net.load_state_dict(ck["net"])
-        self.opt.load_state_dict(self._regroup(ck["opt"]))
+        self.opt.load_state_dict(self._regroup(ck["opt"], ck.get("opt_names")))
         self.opt_aux.load_state_dict(ck["opt_aux"])
         if self.disc is not None and ck.get("disc") is not None:
             self.disc.load_state_dict(ck["disc"])
@@ -175,25 +193,23 @@ class Trainer:
         self.step, self.skipped = ck["step"], ck["skipped"]
         self._log(f"resumed stage {self.stage} from {path} at step {self.step}")
 
-    def _regroup(self, saved: dict) -> dict:
-        """A saved optimiser state with all parameters in one group (checkpoints written
-        before the ICA parameters had a group of their own) in this optimiser's grouping,
-        matched by parameter name; other states are returned unchanged."""
-        if len(saved["param_groups"]) != 1 or len(self._opt_names) == 1:
+    def _regroup(self, saved: dict, names: list[list[str]] | None) -> dict:
+        """A saved optimiser state in this optimiser's grouping, matched by parameter name
+        (the grouping changes when a kind of parameter gets its own lr multiplier)."""
+        if names is None:
+            names = _legacy_group_names(self._opt_flat_names, len(saved["param_groups"]))
+        if names is None or names == self._opt_names:
             return saved
-        flat = self._opt_flat_names
-        if len(saved["param_groups"][0]["params"]) != len(flat):
-            return saved  # let load_state_dict report the mismatch
-        old_ids = dict(zip(flat, saved["param_groups"][0]["params"]))
+        ids = {n: i for g, grp in zip(names, saved["param_groups"]) for n, i in zip(g, grp["params"])}
+        if set(ids) != set(self._opt_flat_names):
+            return saved  # other parameters: let load_state_dict report the mismatch
         state, groups, i = {}, [], 0
-        for names in self._opt_names:
-            ids = []
-            for n in names:
-                if old_ids[n] in saved["state"]:
-                    state[i] = saved["state"][old_ids[n]]
-                ids.append(i)
+        for group in self._opt_names:
+            for n in group:
+                if ids[n] in saved["state"]:
+                    state[i] = saved["state"][ids[n]]
                 i += 1
-            groups.append({**saved["param_groups"][0], "params": ids})
+            groups.append({**saved["param_groups"][0], "params": list(range(i - len(group), i))})
         return {"state": state, "param_groups": groups}
 
     def init_from(self, path: Path) -> None:
@@ -375,6 +391,9 @@ class Trainer:
                 if stop.raised:
                     self._log(f"stopped by signal at step {self.step}; checkpoint saved")
                 break
+        if self.step >= st.steps and not self.ckpt_path.exists():
+            # e.g. weights exported at the end of this stage: the next stage starts from here
+            self.save_checkpoint()
         stop.restore()
         bar.close()
         if tb is not None:
