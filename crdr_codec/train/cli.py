@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -45,6 +46,9 @@ def run_train(*, config_name, stage, run_dir, init_path, overrides, max_minutes,
     if init_path is None and stage > 1:
         prev = Path(run_dir) / f"stage{stage - 1}.ckpt"
         init_path = prev if prev.exists() else None
+        if init_path is None and not (Path(run_dir) / f"stage{stage}.ckpt").exists():
+            print(f"crdr train: note: stage {stage} starts from random weights (no {prev} and "
+                  "no --init)", file=sys.stderr)
     try:
         trainer = Trainer(cfg, stage, run_dir, init=init_path, device=device, quiet=quiet)
         if export_path:
