@@ -379,8 +379,6 @@ class _Run:
         on, its Inception features of those rows are copied too (or recomputed)."""
         import shutil
 
-        from PIL import Image
-
         if src.resolve() == self.out.resolve():
             return
         try:
@@ -397,9 +395,9 @@ class _Run:
         if differ:
             raise ResumeError(f"--anchors-from {src}: other anchor versions: {'; '.join(differ)}")
         sizes = {}
-        for p in self.images:
-            with Image.open(p) as im:
-                sizes[p.name] = (str(im.width), str(im.height))
+        for p in self.images:  # as recorded: after EXIF orientation
+            h, w = read_image(p).shape[:2]
+            sizes[p.name] = (str(w), str(h))
         copied = 0
         for row in old_rows:
             image, codec, setting = row["image"], row["codec"], row["setting"]
