@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from crdr_codec.errors import CrdrError
+from speed import _run_timed  # benchmarks/speed.py: GNU time, peak RSS of the child
+
 ROOT = Path(__file__).resolve().parents[1]
 KODAK = ROOT.parent / "shared/data/kodak"
-TIME = "/usr/bin/time"
 
 
 def mosaic(width: int, height: int, folder: Path) -> np.ndarray:
@@ -52,19 +52,6 @@ def mosaic(width: int, height: int, folder: Path) -> np.ndarray:
     return out
 
 
-def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (GiB) of one process; exits on failure."""
-    with tempfile.NamedTemporaryFile(suffix=".txt") as stats:
-        t0 = time.perf_counter()
-        proc = subprocess.run([TIME, "-o", stats.name, "-f", "%M", *cmd], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr.decode(errors='replace')}")
-        kib = int(Path(stats.name).read_text().split()[-1])
-    return wall, kib / 2**20
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", default="6000x4000", help="WIDTHxHEIGHT (default 6000x4000, 24 MP)")
@@ -86,10 +73,13 @@ def main() -> None:
         print(f"{width}x{height} ({width * height / 1e6:.1f} MP) mosaic of {a.kodak}, q={a.q:g}, "
               f"beta={a.beta:g}, {a.threads} threads, budget {a.budget_gib:g} GiB")
         rows = []
-        wall, rss = run([crdr, "encode", str(src), str(enc), "--q", str(a.q), "--quiet", *extra], env)
-        rows.append(("encode", wall, rss))
-        wall, rss = run([crdr, "decode", str(enc), str(dec), "--beta", str(a.beta), "--quiet", *extra], env)
-        rows.append(("decode", wall, rss))
+        try:
+            for name, cmd in (("encode", [crdr, "encode", str(src), str(enc), "--q", str(a.q), "--quiet", *extra]),
+                              ("decode", [crdr, "decode", str(enc), str(dec), "--beta", str(a.beta), "--quiet", *extra])):
+                wall, rss_mb = _run_timed(cmd, env)
+                rows.append((name, wall, rss_mb / 1024))
+        except CrdrError as e:
+            sys.exit(str(e))
         with Image.open(dec) as im:
             rec = np.asarray(im.convert("RGB"))
         if rec.shape != img.shape:

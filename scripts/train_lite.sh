@@ -4,11 +4,12 @@
 #   nohup scripts/train_lite.sh > runs/lite/train.out 2>&1 &
 #
 # Re-running the same command continues where it stopped: the latest stage with a
-# checkpoint in RUN (default runs/lite) is resumed, earlier stages are not run again. Stop it with `kill <crdr pid>` (SIGTERM):
-# the step in progress finishes, a checkpoint is written, and `crdr train` exits with
-# status 75 so this script does not start the next stage. On a new machine without checkpoints,
-# the stage recorded in the shipped weights is continued from weights/crdr-lite.pt
-# (WEIGHTS=...); its optimiser state and, in stage 3, the discriminator start afresh.
+# checkpoint in RUN (default runs/lite) is resumed, earlier stages are not run again.
+# Stop it with `kill <crdr pid>` (SIGTERM): the step in progress finishes, a checkpoint is
+# written, and `crdr train` exits with status 75 so this script does not start the next
+# stage. On a new machine without checkpoints, the stage recorded in the shipped weights
+# is continued from weights/crdr-lite.pt (WEIGHTS=...); its optimiser state and, in
+# stage 3, the discriminator start afresh.
 # CONFIG=tiny (or another preset) and CRDR=path/to/crdr select other presets and binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."

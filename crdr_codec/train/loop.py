@@ -47,14 +47,10 @@ def _is_beta_cond(name: str) -> bool:
     return any(s in name for s in _BETA_PARTS)
 
 
-def _frozen_prefixes(stage: int) -> tuple[str, ...]:
+def _is_frozen(name: str, stage: int) -> bool:
     """Stage 1 trains a single-rate model: ICA stays the identity and beta is unused.
     Stage 2 adds rate control; beta conditioning is trained only in stage 3."""
-    if stage == 1:
-        return (".ica.",) + _BETA_PARTS
-    if stage == 2:
-        return _BETA_PARTS
-    return ()
+    return (stage == 1 and _is_ica(name)) or (stage < 3 and _is_beta_cond(name))
 
 
 def _legacy_group_names(flat: list[str], count: int) -> list[list[str]] | None:
@@ -68,9 +64,8 @@ def _legacy_group_names(flat: list[str], count: int) -> list[list[str]] | None:
 
 
 def _freeze(net: nn.Module, stage: int) -> None:
-    pre = _frozen_prefixes(stage)
     for name, p in net.named_parameters():
-        p.requires_grad_(not any(s in name or name.startswith(s) for s in pre))
+        p.requires_grad_(not _is_frozen(name, stage))
 
 
 class Trainer:
