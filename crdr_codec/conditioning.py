@@ -22,10 +22,17 @@ class BetaEmbedding(nn.Module):
         self.mlp = nn.Sequential(
             nn.Linear(2 * bands, cond_dim), nn.ReLU(inplace=True), nn.Linear(cond_dim, cond_dim)
         )
+        # PyTorch's default Linear init (not the reference's N(0, 0.02)): the embedding
+        # then has entries of order 0.1-1 and is a rich set of beta features from the
+        # first step, while the units' projections start at zero (layers.py). Measured
+        # with the reference init: |e(beta)| ~0.1, the three chained small layers gave
+        # the realism control almost no gradient, and after 3,600 stage-3 steps LPIPS at
+        # beta 3.84 was within 1 % of beta 0.
+
+    def reset_parameters(self) -> None:
         for m in self.mlp:
             if isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
+                m.reset_parameters()
 
     def forward(self, beta: Tensor) -> Tensor:
         """Args: beta (B,) in [0, BETA_MAX]. Returns: (B, cond_dim)."""

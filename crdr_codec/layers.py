@@ -64,9 +64,13 @@ class ResidualBottleneck(nn.Module):
             self.proj = nn.ModuleList(
                 [nn.Linear(cond_dim, mid), nn.Linear(cond_dim, mid), nn.Linear(cond_dim, channels)]
             )
-            for p in self.proj:
-                nn.init.normal_(p.weight, std=0.02)
-                nn.init.zeros_(p.bias)
+            self.reset_conditioning()
+
+    def reset_conditioning(self) -> None:
+        """Zero projections: the unit ignores beta until training teaches it otherwise."""
+        for p in self.proj:
+            nn.init.zeros_(p.weight)
+            nn.init.zeros_(p.bias)
 
     def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
         h = torch.relu(self.conv1(x))

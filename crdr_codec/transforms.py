@@ -73,6 +73,14 @@ class SynthesisTransform(nn.Module):
         widths = [m, m, n, n, n, n, n, n, n]
         self.ica = nn.ModuleList([ICA(c) for c in widths])
 
+    def reset_beta_conditioning(self) -> None:
+        """Fresh beta conditioning that leaves the output unchanged for every beta
+        (stage 3 starts it from here; stages 1-2 never train it)."""
+        self.embed.reset_parameters()
+        for m in self.modules():
+            if isinstance(m, ResidualBottleneck) and m.cond_dim:
+                m.reset_conditioning()
+
     def forward(self, y: Tensor, q: Tensor, beta: Tensor) -> Tensor:
         c = self.embed(beta).to(y.dtype)
         for block, ica in zip(self.blocks, self.ica):

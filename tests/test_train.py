@@ -121,6 +121,65 @@ def test_later_stage_starts_from_previous_and_export_round_trips(data_dir, tmp_p
     assert torch.equal(s2b.net.z_prior.quantiles, s2.net.z_prior.quantiles)
 
 
+@pytest.mark.parametrize("source", ["checkpoint", "weights"])
+def test_stage3_starts_beta_neutral_and_learns_a_beta_dependence(data_dir, tmp_path, source):
+    """Stages 1-2 leave the beta conditioning at its random init. Stage 3 restarts it as
+    an exact identity (same pixels at every beta) that still gets a gradient, so a few
+    steps with beta > 0 make the decoder depend on beta."""
+    cfg = _cfg(data_dir, "stage2.steps=1", "stage3.beta_max=5.12", "stage3.cond_lr_scale=10.0")
+    s2 = _trainer(cfg, 2, tmp_path / "s2")
+    with torch.no_grad():  # as if stages 1-2 had carried a non-neutral random init
+        for n, p in s2.net.named_parameters():
+            if ".proj." in n:
+                p.add_(torch.randn_like(p) * 0.3)
+    s2.save_checkpoint()
+    init = tmp_path / "s2" / "stage2.ckpt"
+    if source == "weights":
+        init = tmp_path / "w.pt"
+        s2.export(init, half=False)
+    from crdr_codec.train.data import CropSampler, list_images
+
+    s3 = _trainer(cfg, 3, tmp_path / "s3", init=init,
+                  sampler=CropSampler(list_images([str(data_dir)])))
+    y = torch.randn(1, s3.net.codec.cfg.latent, 4, 4)
+    q = torch.full((1,), 2.0)
+
+    def spread():
+        with torch.no_grad():
+            outs = [s3.net.codec.g_s(y, q, torch.full((1,), b)) for b in (0.0, 2.56, 5.12)]
+        return max((o - outs[0]).abs().max().item() for o in outs)
+
+    assert spread() == 0.0
+    for _ in range(3):
+        s3.train_step()
+    assert spread() > 1e-4
+
+
+def test_stage3_accepts_earlier_weights_with_another_beta_embedding(data_dir, tmp_path, monkeypatch):
+    """Stage-2 lite weights of an earlier release have 10 Fourier bands, the lite model now
+    4: stages 2 and 3 still start from them (the untrained conditioning is not taken over),
+    while a real shape mismatch elsewhere is still a clear error."""
+    import dataclasses
+
+    from crdr_codec import config as model_config
+    from crdr_codec.errors import CrdrError
+
+    cfg = _cfg(data_dir, "stage2.steps=1")
+    tiny = model_config.PRESETS["tiny"]
+    assert tiny.fourier_bands != 3
+    monkeypatch.setitem(model_config.PRESETS, "tiny", dataclasses.replace(tiny, fourier_bands=3))
+    old = _trainer(cfg, 2, tmp_path / "old")
+    old.export(tmp_path / "old.pt", half=False)
+    monkeypatch.setitem(model_config.PRESETS, "tiny", tiny)
+    for stage in (2, 3):
+        tr = _trainer(cfg, stage, tmp_path / f"s{stage}", init=tmp_path / "old.pt")
+        w = "codec.g_a.blocks.0.weight"
+        assert torch.equal(tr.net.state_dict()[w], old.net.state_dict()[w])
+    monkeypatch.setitem(model_config.PRESETS, "tiny", dataclasses.replace(tiny, latent=24))
+    with pytest.raises(CrdrError, match="do not match"):
+        _trainer(cfg, 3, tmp_path / "bad", init=tmp_path / "old.pt")
+
+
 def test_config_rejects_typos(tmp_path):
     with pytest.raises(ValueError, match="unknown keys"):
         load_config("tiny", ["stage1.stpes=3"])

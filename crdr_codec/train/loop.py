@@ -213,21 +213,35 @@ class Trainer:
             raise CrdrError(f"--init file not found: {path}")
         ck = torch.load(path, map_location=self.device, weights_only=True)
         if ck.get("format") == CKPT_FORMAT:
-            self.net.load_state_dict(ck["net"])
+            state, source_stage, optional = ck["net"], ck.get("stage"), ()
         elif ck.get("format") == "crdr-weights":
             state = {f"codec.{k}": v.float() for k, v in ck["state_dict"].items()}
             if "z_prior" in ck.get("meta", {}):
                 state.update({f"z_prior.{k}": v for k, v in ck["meta"]["z_prior"].items()})
-            missing, unexpected = self.net.load_state_dict(state, strict=False)
-            if unexpected or any(not k.startswith(("z_prior", "y_prior")) for k in missing):
-                raise CrdrError(f"{path}: weights do not match the '{self.cfg.model}' model")
             meta = ck.get("meta", {})
-            if meta.get("stage") == self.stage:
+            source_stage, optional = meta.get("stage"), ("z_prior", "y_prior")
+            if source_stage == self.stage:
                 # Exported mid-stage (e.g. the shipped weights on a new machine): continue
                 # that stage's schedule where it was; only the optimiser state restarts.
                 self.step = int(meta.get("step", 0))
         else:
             raise CrdrError(f"{path}: neither a training checkpoint nor a weights file")
+        # The beta conditioning is untrained (frozen) before stage 3, and stage 3 starts
+        # it afresh as the identity (the reference, too, initialises it at stage 3): an
+        # earlier stage's file has nothing to give it, and its shape may differ (the
+        # number of Fourier bands changed after the first lite weights shipped).
+        untrained_cond = source_stage is not None and source_stage < 3
+        if untrained_cond:
+            state = {k: v for k, v in state.items() if not _is_beta_cond(k)}
+            optional = (*optional, *_BETA_PARTS)
+        own = self.net.state_dict()
+        if any(k in own and v.shape != own[k].shape for k, v in state.items()):
+            raise CrdrError(f"{path}: weights do not match the '{self.cfg.model}' model")
+        missing, unexpected = self.net.load_state_dict(state, strict=False)
+        if unexpected or any(not any(s in k for s in optional) for k in missing):
+            raise CrdrError(f"{path}: weights do not match the '{self.cfg.model}' model")
+        if untrained_cond and self.stage == 3:
+            self.net.codec.g_s.reset_beta_conditioning()
         self._log(f"stage {self.stage} initialised from {path}")
 
     def export(self, path: str | os.PathLike, half: bool = True) -> bytes:
