@@ -29,8 +29,8 @@ class StageConfig:
     # per-level scales 0.94-1.04 after 3,100 steps at 3e-4, rate flat above q = 3).
     ica_lr_scale: float = 1.0
     # The same for the beta conditioning (Fourier-feature MLP and per-unit projections),
-    # which starts near zero in stage 3 (measured at 1x, lr 1e-4: after 1,000 steps LPIPS
-    # at beta 3.84 was 1 % below beta 0).
+    # which stage 3 starts at the identity (zero projections). The lite preset uses 2x;
+    # see its comment for what 10x cost.
     cond_lr_scale: float = 1.0
     warmup_steps: int = 0
     # (start_step, crop, batch) triples: small crops early, larger later.

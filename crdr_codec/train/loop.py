@@ -235,11 +235,10 @@ class Trainer:
             state = {k: v for k, v in state.items() if not _is_beta_cond(k)}
             optional = (*optional, *_BETA_PARTS)
         own = self.net.state_dict()
-        if any(k in own and v.shape != own[k].shape for k, v in state.items()):
+        missing = [k for k in own if k not in state and not any(s in k for s in optional)]
+        if missing or any(k not in own or v.shape != own[k].shape for k, v in state.items()):
             raise CrdrError(f"{path}: weights do not match the '{self.cfg.model}' model")
-        missing, unexpected = self.net.load_state_dict(state, strict=False)
-        if unexpected or any(not any(s in k for s in optional) for k in missing):
-            raise CrdrError(f"{path}: weights do not match the '{self.cfg.model}' model")
+        self.net.load_state_dict(state, strict=False)
         if untrained_cond and self.stage == 3:
             self.net.codec.g_s.reset_beta_conditioning()
         self._log(f"stage {self.stage} initialised from {path}")
