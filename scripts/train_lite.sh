@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the shipped `lite` model through stages 1-3, resumably.
+# Train the shipped `lite` model through stages 1-3 and the decoder phase, resumably.
 #
 #   nohup scripts/train_lite.sh > runs/lite/train.out 2>&1 &
 #
@@ -37,3 +37,11 @@ for stage in 1 2 3; do
   [ "$stage" -lt "$start_stage" ] && continue
   "$CRDR" train --config "$CONFIG" --stage "$stage" --run-dir "$RUN" "$@"
 done
+# Then the decoder phase, if the preset has one ($CONFIG-decoder): stage 3 continued on g_s
+# alone, in a copy of the finished stage-3 run ($RUN/decoder). The shipped weights come
+# from there.
+if [ -f "crdr_codec/train/presets/$CONFIG-decoder.toml" ]; then
+  mkdir -p "$RUN/decoder"
+  [ -f "$RUN/decoder/stage3.ckpt" ] || cp "$RUN/stage3.ckpt" "$RUN/decoder/stage3.ckpt"
+  "$CRDR" train --config "$CONFIG-decoder" --stage 3 --run-dir "$RUN/decoder" "$@"
+fi

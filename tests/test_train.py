@@ -155,6 +155,55 @@ def test_stage3_starts_beta_neutral_and_learns_a_beta_dependence(data_dir, tmp_p
     assert spread() > 1e-4
 
 
+def test_stage3_beta_zero_prob_sets_the_share_of_pure_mse_batches(data_dir, tmp_path):
+    from crdr_codec.train.data import step_generator
+
+    def betas(prob):
+        cfg = _cfg(data_dir, "stage3.beta_max=5.12", f"stage3.beta_zero_prob={prob}")
+        tr = _trainer(cfg, 3, tmp_path / str(prob))
+        return [tr._sample_controls(step_generator(0, i, rank=0)) for i in range(400)]
+
+    grid, half, zero = betas(0.0), betas(0.5), betas(1.0)
+    assert all(b == 0.0 for _, b in zero)
+    assert 0.35 < np.mean([b == 0.0 for _, b in half]) < 0.65
+    assert np.mean([b == 0.0 for _, b in grid]) < 0.05
+    # levels do not depend on the option, and where beta is drawn it is the same value
+    assert [lv for lv, _ in half] == [lv for lv, _ in grid]
+    assert all(h == g for (_, h), (_, g) in zip(half, grid) if h > 0)
+
+
+def test_train_only_fine_tunes_the_decoder_and_resumes_a_full_run(data_dir, tmp_path):
+    """A fork that trains only g_s leaves the encoder, entropy model and z prior (so the
+    bitstream) untouched, and resumes from a checkpoint of a run that trained everything."""
+    import shutil
+
+    from crdr_codec.train.data import CropSampler, list_images
+
+    sampler = CropSampler(list_images([str(data_dir)]))
+    cfg = _cfg(data_dir, "stage3.beta_max=5.12", "stage3.steps=4")
+    full = _trainer(cfg, 3, tmp_path / "full", sampler=sampler)
+    for _ in range(2):
+        full.train_step()
+    full.save_checkpoint()
+    (tmp_path / "fork").mkdir()
+    shutil.copy(tmp_path / "full" / "stage3.ckpt", tmp_path / "fork" / "stage3.ckpt")
+    cfg_fork = _cfg(data_dir, "stage3.beta_max=5.12", "stage3.steps=4",
+                    'stage3.train_only=["codec.g_s."]')
+    fork = _trainer(cfg_fork, 3, tmp_path / "fork", sampler=sampler)
+    assert fork.step == 2
+    before = {n: p.detach().clone() for n, p in fork.net.named_parameters()}
+    moments = fork.opt.state[fork.opt.param_groups[0]["params"][0]]["exp_avg"].clone()
+    assert moments.abs().max() > 0  # g_s's Adam moments came over from the full run
+    fork.run()
+    assert fork.step == 4
+    changed = {n for n, p in fork.net.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all(n.startswith("codec.g_s.") for n in changed)
+    from crdr_codec.errors import CrdrError
+
+    with pytest.raises(CrdrError, match="leaves nothing to train"):
+        _trainer(_cfg(data_dir, 'stage3.train_only=["codec.gs."]'), 3, tmp_path / "typo")
+
+
 def test_stage3_accepts_earlier_weights_with_another_beta_embedding(data_dir, tmp_path, monkeypatch):
     """Stage-2 lite weights of an earlier release have 10 Fourier bands, the lite model now
     4: stages 2 and 3 still start from them (the untrained conditioning is not taken over),
@@ -178,6 +227,17 @@ def test_stage3_accepts_earlier_weights_with_another_beta_embedding(data_dir, tm
     monkeypatch.setitem(model_config.PRESETS, "tiny", dataclasses.replace(tiny, latent=24))
     with pytest.raises(CrdrError, match="do not match"):
         _trainer(cfg, 3, tmp_path / "bad", init=tmp_path / "old.pt")
+
+
+def test_preset_with_a_base_changes_only_its_own_keys(tmp_path):
+    lite, dec = load_config("lite"), load_config("lite-decoder")
+    assert dec.stages[3].train_only == ("codec.g_s.",) and lite.stages[3].train_only == ()
+    assert dec.stages[3].lambda_p == lite.stages[3].lambda_p  # from the base
+    assert dec.stages[2] == lite.stages[2] and dec.model == lite.model
+    loop = tmp_path / "a.toml"
+    loop.write_text(f'base = "{loop}"\n')
+    with pytest.raises(ValueError, match="circular"):
+        load_config(str(loop))
 
 
 def test_config_rejects_typos(tmp_path):
@@ -337,6 +397,12 @@ def test_train_script_resumes_at_the_latest_checkpointed_stage(data_dir, tmp_pat
     first = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr
     assert all((run / f"stage{s}.ckpt").is_file() for s in (1, 2, 3))
+    # the decoder phase (presets/tiny-decoder.toml) continued a copy of stage 3 on g_s alone
+    full = torch.load(run / "stage3.ckpt", weights_only=True)
+    dec = torch.load(run / "decoder" / "stage3.ckpt", weights_only=True)
+    assert (full["step"], dec["step"]) == (4, 6)
+    changed = {k for k, v in dec["net"].items() if not torch.equal(v, full["net"][k])}
+    assert changed and all(k.startswith("codec.g_s.") for k in changed)
     (run / "stage1.ckpt").unlink()
     (run / "stage3.ckpt").unlink()
     again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)

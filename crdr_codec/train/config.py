@@ -1,7 +1,8 @@
 """Training configuration: TOML files validated into frozen dataclasses.
 
 A config file has a ``[train]`` table (model preset, data, checkpoints, validation)
-and one table per stage ``[stage1]``, ``[stage2]``, ``[stage3]``. Presets live in
+and one table per stage ``[stage1]``, ``[stage2]``, ``[stage3]``, or starts from another
+preset with ``base = "name"`` and changes some of its keys. Presets live in
 ``crdr_codec/train/presets/<name>.toml``; ``--set stage2.steps=500`` style overrides are
 applied on top. Unknown keys are errors, so a typo never silently keeps a default.
 """
@@ -42,6 +43,12 @@ class StageConfig:
     rate_targets: tuple[float, ...] = (1.5,)
     rate_lambda_b: float = 2.0**-6
     beta_max: float = 0.0  # stage 3 samples beta from {i/100 * beta_max}
+    # Stage 3: this fraction of the batches uses beta = 0 exactly (the rest the grid, which
+    # alone gives beta = 0, the pure rate + MSE objective, 1 % of the batches).
+    beta_zero_prob: float = 0.0
+    # Train only parameters whose names start with one of these prefixes (e.g.
+    # "codec.g_s." fine-tunes the decoder, and the rates stay exactly as they are).
+    train_only: tuple[str, ...] = ()
     disc_kind: str = "hybrid"
     disc_width: int = 64
     disc_lr: float = 1e-4
@@ -56,6 +63,8 @@ class StageConfig:
             raise ValueError("rate_lambda_a and rate_targets must have the same length")
         if self.disc_kind not in ("hybrid", "separate"):
             raise ValueError("disc_kind must be 'hybrid' or 'separate'")
+        if not 0 <= self.beta_zero_prob <= 1:
+            raise ValueError("beta_zero_prob must lie in [0, 1]")
         if not self.crops or self.crops[0][0] != 0:
             raise ValueError("crops must start at step 0")
         for _, c, b in self.crops:
@@ -132,15 +141,33 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def load_config(name_or_path: str, overrides: list[str] = ()) -> TrainConfig:
-    """Load a preset name (lite, paper, tiny) or a TOML file path, then apply overrides."""
+def _read(name_or_path: str, chain: tuple[Path, ...] = ()) -> tuple[dict, Path]:
+    """The TOML document of a preset name or file. ``base = "other"`` at the top of a file
+    starts from that preset (or file) and replaces the keys this file sets, table by table."""
     path = Path(name_or_path)
     if not path.suffix:
         path = PRESET_DIR / f"{name_or_path}.toml"
         if not path.is_file():
             names = sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
             raise ValueError(f"unknown training preset {name_or_path!r}; choose one of {names}")
+    if path.resolve() in chain:
+        raise ValueError(f"{path}: circular 'base'")
     doc = tomllib.loads(path.read_text())
+    base = doc.pop("base", None)
+    if base is None:
+        return doc, path
+    merged, _ = _read(str(base), (*chain, path.resolve()))
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            merged.setdefault(key, {}).update(value)
+        else:
+            merged[key] = value
+    return merged, path
+
+
+def load_config(name_or_path: str, overrides: list[str] = ()) -> TrainConfig:
+    """Load a preset name (lite, paper, tiny) or a TOML file path, then apply overrides."""
+    doc, path = _read(name_or_path)
     for o in overrides:
         _set_path(doc, *parse_override(o))
     train = dict(doc.pop("train", {}))

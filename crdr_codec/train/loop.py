@@ -63,9 +63,10 @@ def _legacy_group_names(flat: list[str], count: int) -> list[list[str]] | None:
     return None
 
 
-def _freeze(net: nn.Module, stage: int) -> None:
+def _freeze(net: nn.Module, stage: int, train_only: tuple[str, ...] = ()) -> None:
     for name, p in net.named_parameters():
-        p.requires_grad_(not _is_frozen(name, stage))
+        chosen = not train_only or name.startswith(train_only)
+        p.requires_grad_(chosen and not _is_frozen(name, stage))
 
 
 class Trainer:
@@ -92,7 +93,9 @@ class Trainer:
         self.net = TrainableCRDR(get_config(cfg.model)).to(self.device)
         if cfg.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        _freeze(self.net, stage)
+        _freeze(self.net, stage, self.st.train_only)
+        if not any(p.requires_grad for p in self.net.parameters()):
+            raise CrdrError(f"stage {stage}: train_only {list(self.st.train_only)} leaves nothing to train")
         self.disc = None
         if stage == 3:
             self.disc = MultiLevelDiscriminator(self.st.disc_kind, self.st.disc_width).to(self.device)
@@ -122,9 +125,10 @@ class Trainer:
         self.lr_scales = [scale for _, scale in groups]
         self._opt_names = [[n for n, _ in g] for g, _ in groups]
         self._opt_flat_names = [n for n, _ in named]
-        aux = [p for n, p in self.net.named_parameters() if _is_rate_aux(n)]
+        aux = [p for n, p in self.net.named_parameters() if _is_rate_aux(n) and p.requires_grad]
         self.opt = torch.optim.Adam([{"params": [p for _, p in g]} for g, _ in groups], lr=self.st.lr)
-        self.opt_aux = torch.optim.Adam(aux, lr=1e-3)
+        # (no aux optimiser when `train_only` leaves the z prior frozen)
+        self.opt_aux = torch.optim.Adam(aux, lr=1e-3) if aux else None
         self.opt_d = (
             torch.optim.Adam(self.disc.parameters(), lr=self.st.disc_lr) if self.disc is not None else None
         )
@@ -164,7 +168,7 @@ class Trainer:
             "net": self.net.state_dict(),
             "opt": self.opt.state_dict(),
             "opt_names": self._opt_names,
-            "opt_aux": self.opt_aux.state_dict(),
+            "opt_aux": self.opt_aux.state_dict() if self.opt_aux is not None else None,
             "disc": self.disc.state_dict() if self.disc is not None else None,
             "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
         }
@@ -181,7 +185,8 @@ class Trainer:
             raise CrdrError(f"{path}: not a stage-{self.stage} training checkpoint")
         self.net.load_state_dict(ck["net"])
         self.opt.load_state_dict(self._regroup(ck["opt"], ck.get("opt_names")))
-        self.opt_aux.load_state_dict(ck["opt_aux"])
+        if self.opt_aux is not None and ck.get("opt_aux") is not None:
+            self.opt_aux.load_state_dict(ck["opt_aux"])
         if self.disc is not None and ck.get("disc") is not None:
             self.disc.load_state_dict(ck["disc"])
             self.opt_d.load_state_dict(ck["opt_d"])
@@ -195,13 +200,14 @@ class Trainer:
             names = _legacy_group_names(self._opt_flat_names, len(saved["param_groups"]))
         if names is None or names == self._opt_names:
             return saved
+        # The network itself was loaded strictly, so names differ only when the trainable
+        # set changed (e.g. a fork with `train_only`): parameters no longer trained drop
+        # their moments, newly trained ones start without any.
         ids = {n: i for g, grp in zip(names, saved["param_groups"]) for n, i in zip(g, grp["params"])}
-        if set(ids) != set(self._opt_flat_names):
-            return saved  # other parameters: let load_state_dict report the mismatch
         state, groups, i = {}, [], 0
         for group in self._opt_names:
             for n in group:
-                if ids[n] in saved["state"]:
+                if ids.get(n) in saved["state"]:
                     state[i] = saved["state"][ids[n]]
                 i += 1
             groups.append({**saved["param_groups"][0], "params": list(range(i - len(group), i))})
@@ -261,7 +267,9 @@ class Trainer:
             level = int(torch.randint(0, NUM_LEVELS, (1,), generator=g))
         beta = 0.0
         if self.stage == 3 and st.beta_max > 0:
-            beta = int(torch.randint(0, 101, (1,), generator=g)) / 100 * st.beta_max
+            grid = int(torch.randint(0, 101, (1,), generator=g))
+            if float(torch.rand((), generator=g)) >= st.beta_zero_prob:
+                beta = grid / 100 * st.beta_max
         return level, beta
 
     def train_step(self, batch: torch.Tensor | None = None) -> dict[str, float]:
@@ -338,6 +346,8 @@ class Trainer:
         return logs
 
     def _aux_step(self) -> None:
+        if self.opt_aux is None:
+            return
         self.opt_aux.zero_grad(set_to_none=True)
         aux = self.net.aux_loss()
         aux.backward()
