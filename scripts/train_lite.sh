@@ -42,6 +42,9 @@ done
 # from there.
 if [ -f "crdr_codec/train/presets/$CONFIG-decoder.toml" ]; then
   mkdir -p "$RUN/decoder"
-  [ -f "$RUN/decoder/stage3.ckpt" ] || cp "$RUN/stage3.ckpt" "$RUN/decoder/stage3.ckpt"
+  if [ ! -f "$RUN/decoder/stage3.ckpt" ]; then  # copy, then rename: never a partial checkpoint
+    cp "$RUN/stage3.ckpt" "$RUN/decoder/stage3.ckpt.tmp"
+    mv "$RUN/decoder/stage3.ckpt.tmp" "$RUN/decoder/stage3.ckpt"
+  fi
   "$CRDR" train --config "$CONFIG-decoder" --stage 3 --run-dir "$RUN/decoder" "$@"
 fi

@@ -174,7 +174,7 @@ def test_stage3_beta_zero_prob_sets_the_share_of_pure_mse_batches(data_dir, tmp_
 
 def test_train_only_fine_tunes_the_decoder_and_resumes_a_full_run(data_dir, tmp_path):
     """A fork that trains only g_s leaves the encoder, entropy model and z prior (so the
-    bitstream) untouched, and resumes from a checkpoint of a run that trained everything."""
+    rates) untouched, and resumes from a checkpoint of a run that trained everything."""
     import shutil
 
     from crdr_codec.train.data import CropSampler, list_images
