@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the shipped `lite` model through stages 1-3 and the decoder phase, resumably.
+# Train the shipped `lite` model through stages 1-3 and the phases after them, resumably.
 #
 #   nohup scripts/train_lite.sh > runs/lite/train.out 2>&1 &
 #
@@ -37,14 +37,18 @@ for stage in 1 2 3; do
   [ "$stage" -lt "$start_stage" ] && continue
   "$CRDR" train --config "$CONFIG" --stage "$stage" --run-dir "$RUN" "$@"
 done
-# Then the decoder phase, if the preset has one ($CONFIG-decoder): stage 3 continued on g_s
-# alone, in a copy of the finished stage-3 run ($RUN/decoder). The shipped weights come
-# from there.
-if [ -f "crdr_codec/train/presets/$CONFIG-decoder.toml" ]; then
-  mkdir -p "$RUN/decoder"
-  if [ ! -f "$RUN/decoder/stage3.ckpt" ]; then  # copy, then rename: never a partial checkpoint
-    cp "$RUN/stage3.ckpt" "$RUN/decoder/stage3.ckpt.tmp"
-    mv "$RUN/decoder/stage3.ckpt.tmp" "$RUN/decoder/stage3.ckpt"
+# Then the phases that continue stage 3, each in a copy of the previous one's finished
+# checkpoint, if the preset has them ($CONFIG-decoder, -full, -rates, -top): g_s alone,
+# then the whole model, then the whole model with the end levels' rate weights moved
+# (twice). The shipped weights come from the last one.
+prev="$RUN"
+for phase in decoder full rates top; do
+  [ -f "crdr_codec/train/presets/$CONFIG-$phase.toml" ] || continue
+  mkdir -p "$RUN/$phase"
+  if [ ! -f "$RUN/$phase/stage3.ckpt" ]; then  # copy, then rename: never a partial checkpoint
+    cp "$prev/stage3.ckpt" "$RUN/$phase/stage3.ckpt.tmp"
+    mv "$RUN/$phase/stage3.ckpt.tmp" "$RUN/$phase/stage3.ckpt"
   fi
-  "$CRDR" train --config "$CONFIG-decoder" --stage 3 --run-dir "$RUN/decoder" "$@"
-fi
+  "$CRDR" train --config "$CONFIG-$phase" --stage 3 --run-dir "$RUN/$phase" "$@"
+  prev="$RUN/$phase"
+done

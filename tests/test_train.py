@@ -406,6 +406,16 @@ def test_train_script_resumes_at_the_latest_checkpointed_stage(data_dir, tmp_pat
     assert (full["step"], dec["step"]) == (4, 6)
     changed = {k for k, v in dec["net"].items() if not torch.equal(v, full["net"][k])}
     assert changed and all(k.startswith("codec.g_s.") for k in changed)
+    # then the whole model again (tiny-full.toml), then with moved rate weights (tiny-rates.toml,
+    # tiny-top.toml), each from the previous phase's end
+    whole = torch.load(run / "full" / "stage3.ckpt", weights_only=True)
+    rates = torch.load(run / "rates" / "stage3.ckpt", weights_only=True)
+    assert (whole["step"], rates["step"]) == (8, 10)
+    changed = {k for k, v in whole["net"].items() if not torch.equal(v, dec["net"][k])}
+    assert any(k.startswith("codec.g_a.") for k in changed)
+    assert rates["train_config"]["stages"]["3"]["rate_lambda_a"][4] == 0.016
+    top = torch.load(run / "top" / "stage3.ckpt", weights_only=True)
+    assert top["step"] == 12 and top["train_config"]["stages"]["3"]["rate_lambda_a"][4] == 0.008
     (run / "stage1.ckpt").unlink()
     (run / "stage3.ckpt").unlink()
     again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
