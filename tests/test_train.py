@@ -248,19 +248,28 @@ def test_config_rejects_typos(tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_keep_parameters_identical(data_dir, tmp_path):
-    """torchrun-style 2-process CPU run (gloo): parameters stay identical across ranks."""
+def test_ddp_two_processes_keep_parameters_identical_and_stop_together(data_dir, tmp_path):
+    """torchrun-style 2-process CPU run (gloo): parameters stay identical across ranks, and a
+    SIGTERM that reaches only rank 1 stops both ranks at the same step, with a checkpoint."""
     script = tmp_path / "ddp.py"
     script.write_text(
-        "import sys, torch, torch.distributed as dist\n"
+        "import os, signal, sys, torch, torch.distributed as dist\n"
         "from crdr_codec.train.config import load_config\n"
         "from crdr_codec.train.cli import _setup_distributed\n"
         "from crdr_codec.train.loop import Trainer\n"
         "torch.set_num_threads(1)\n"
         "dev = _setup_distributed('cpu')\n"
-        f"cfg = load_config('tiny', ['train.data=[\"{data_dir}\"]', 'stage3.steps=3'])\n"
+        f"cfg = load_config('tiny', ['train.data=[\"{data_dir}\"]', 'stage3.steps=6'])\n"
         f"tr = Trainer(cfg, 3, r'{tmp_path / 'run'}', device=dev, quiet=True)\n"
+        "step = tr.train_step\n"
+        "def step_then_signal(batch=None):\n"
+        "    logs = step(batch)\n"
+        "    if tr.step == 3 and dist.get_rank() == 1:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return logs\n"
+        "tr.train_step = step_then_signal\n"
         "tr.run()\n"
+        "print('STEP', dist.get_rank(), tr.step)\n"
         "vec = torch.cat([p.detach().flatten() for p in list(tr.net.parameters()) + list(tr.disc.parameters())])\n"
         "out = [torch.zeros_like(vec) for _ in range(2)]\n"
         "dist.all_gather(out, vec)\n"
@@ -280,6 +289,8 @@ def test_ddp_two_processes_keep_parameters_identical(data_dir, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     line = [l for l in res.stdout.splitlines() if l.startswith("MAXDIFF")][0]
     assert float(line.split()[1]) == 0.0
+    assert sorted(l for l in res.stdout.splitlines() if l.startswith("STEP")) == ["STEP 0 3", "STEP 1 3"]
+    assert torch.load(tmp_path / "run" / "stage3.ckpt", weights_only=True)["step"] == 3
 
 
 def test_sigterm_saves_a_checkpoint_and_stops(data_dir, tmp_path):
@@ -407,7 +418,7 @@ def test_train_script_resumes_at_the_latest_checkpointed_stage(data_dir, tmp_pat
     changed = {k for k, v in dec["net"].items() if not torch.equal(v, full["net"][k])}
     assert changed and all(k.startswith("codec.g_s.") for k in changed)
     # then the whole model again (tiny-full.toml), then with moved rate weights (tiny-rates.toml,
-    # tiny-top.toml), each from the previous phase's end
+    # tiny-top.toml, tiny-more.toml), each from the previous phase's end
     whole = torch.load(run / "full" / "stage3.ckpt", weights_only=True)
     rates = torch.load(run / "rates" / "stage3.ckpt", weights_only=True)
     assert (whole["step"], rates["step"]) == (8, 10)
@@ -416,6 +427,8 @@ def test_train_script_resumes_at_the_latest_checkpointed_stage(data_dir, tmp_pat
     assert rates["train_config"]["stages"]["3"]["rate_lambda_a"][4] == 0.016
     top = torch.load(run / "top" / "stage3.ckpt", weights_only=True)
     assert top["step"] == 12 and top["train_config"]["stages"]["3"]["rate_lambda_a"][4] == 0.008
+    more = torch.load(run / "more" / "stage3.ckpt", weights_only=True)
+    assert more["step"] == 14 and more["train_config"]["stages"]["3"]["rate_lambda_a"][4] == 0.006
     (run / "stage1.ckpt").unlink()
     (run / "stage3.ckpt").unlink()
     again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)

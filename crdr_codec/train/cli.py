@@ -49,20 +49,23 @@ def run_train(*, config_name, stage, run_dir, init_path, overrides, max_minutes,
         if init_path is None and not (Path(run_dir) / f"stage{stage}.ckpt").exists():
             print(f"crdr train: note: stage {stage} starts from random weights (no {prev} and "
                   "no --init)", file=sys.stderr)
+    unfinished = False
     try:
         trainer = Trainer(cfg, stage, run_dir, init=init_path, device=device, quiet=quiet)
         if export_path:
             fp = trainer.export(export_path, half=not fp32)
             print(f"wrote {export_path} (stage {stage}, step {trainer.step}, model id {fp[:4].hex()})")
-            return
-        if validate:
+        elif validate:
             trainer.validate()
-            return
-        trainer.run(max_steps=max_steps, max_minutes=max_minutes)
-        if trainer.step < trainer.st.steps:
-            # Not finished (a limit or a signal stopped it): a distinct status, so scripts
-            # that chain stages (scripts/train_lite.sh) do not move on to the next one.
-            raise SystemExit(EXIT_UNFINISHED)
+        else:
+            trainer.run(max_steps=max_steps, max_minutes=max_minutes)
+            unfinished = trainer.step < trainer.st.steps
+        if dist.is_initialized():
+            dist.barrier()  # no rank tears the group down while another still uses it
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+    if unfinished:
+        # Not finished (a limit or a signal stopped it): a distinct status, so scripts
+        # that chain stages (scripts/train_lite.sh) do not move on to the next one.
+        raise SystemExit(EXIT_UNFINISHED)

@@ -404,7 +404,9 @@ class Trainer:
                 last_ckpt = now
             if cfg.val_every and self.step % cfg.val_every == 0 and self.rank == 0 and cfg.val_data:
                 self.validate()
-            if stop.raised or (max_minutes is not None and now - t_start > max_minutes * 60):
+            if self._all_agree_to_stop(
+                stop.raised or (max_minutes is not None and now - t_start > max_minutes * 60)
+            ):
                 self.save_checkpoint()
                 if stop.raised:
                     self._log(f"stopped by signal at step {self.step}; checkpoint saved")
@@ -418,6 +420,15 @@ class Trainer:
             tb.close()
         if self.skipped:
             self._log(f"{self.skipped} steps with non-finite or huge loss were skipped")
+
+    def _all_agree_to_stop(self, mine: bool) -> bool:
+        """Under DDP, a stop wanted by any rank (signal, time limit) stops every rank at the
+        same step; otherwise the others would wait forever in the next gradient all-reduce."""
+        if self.world == 1:
+            return mine
+        flag = torch.tensor([float(mine)], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
 
     @torch.no_grad()
     def validate(self) -> list[dict]:
