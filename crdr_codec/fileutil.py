@@ -9,6 +9,9 @@ Targets that exist but are not regular files (``/dev/null``, a named pipe) are
 written to directly, since renaming over them would replace the device node itself.
 Writing to ``-`` (stdout) is handled by the callers, not here.
 
+It also has :func:`folder_lock`, which keeps two long-running writers (two ``crdr eval``
+sweeps, two ``crdr train`` runs) out of the same folder.
+
 Only the standard library is imported here.
 """
 
@@ -214,3 +217,35 @@ def atomic_writer(path: PathLike) -> Iterator[str]:
     except BaseException:
         _remove_quietly(tmp)
         raise
+
+
+@contextlib.contextmanager
+def folder_lock(folder: PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (created if missing) for the block.
+
+    A second process asking for the same folder's lock gets an :class:`OutputError` at
+    once instead of writing beside the first. The lock is an advisory ``flock`` on a
+    hidden file in the folder, so it goes away with the process even after a crash;
+    there is never a stale lock to remove. Where ``fcntl`` does not exist (Windows),
+    the block runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(os.path.join(folder, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise _output_error(folder, e) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputError(
+                f"{folder} is in use by another {what}; wait for it or use another folder"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

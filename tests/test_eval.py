@@ -359,6 +359,22 @@ def test_crdr_eval_end_to_end_and_resume(tmp_path, runner, tiny_weights, other_w
     assert res6.stderr.count("\n") == 1
 
 
+def test_crdr_eval_refuses_an_output_folder_in_use(tmp_path, runner, tiny_weights) -> None:
+    from crdr_codec.fileutil import folder_lock
+
+    data, out = _tiny_set(tmp_path / "data"), tmp_path / "out"
+    args = ["eval", str(data), "-o", str(out), "--q", "2", "--beta", "0", "--anchors", "none",
+            "--weights", tiny_weights, "--no-fid", "--no-plots", "--quiet", "--threads", "1"]
+    with folder_lock(out, "crdr eval"):  # as if another sweep were writing there
+        res = runner.invoke(main, args)
+        assert res.exit_code == 1 and "in use by another crdr eval" in res.stderr, res.stderr
+        assert res.stderr.count("\n") == 1
+        assert not (out / "per_image.csv").exists()
+    res = runner.invoke(main, args)  # free again once the other one is done
+    assert res.exit_code == 0, res.output + str(res.exception)
+    assert (out / "per_image.csv").is_file()
+
+
 def test_crdr_eval_argument_errors(tmp_path, runner, tiny_weights) -> None:
     data = _tiny_set(tmp_path / "data")
     base = ["eval", str(data), "-o", str(tmp_path / "o"), "--weights", tiny_weights, "--no-fid"]

@@ -314,6 +314,22 @@ def test_sigterm_saves_a_checkpoint_and_stops(data_dir, tmp_path):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
 
 
+def test_a_second_training_in_the_same_run_folder_is_refused(data_dir, tmp_path, runner):
+    from crdr_codec.cli import main
+    from crdr_codec.fileutil import folder_lock
+
+    args = ["train", "--config", "tiny", "--stage", "1", "--run-dir", str(tmp_path),
+            "--set", f'train.data=["{data_dir}"]', "--set", "stage1.steps=2", "--threads", "1", "--quiet"]
+    with folder_lock(tmp_path, "crdr train"):  # as if a first run were training there
+        res = runner.invoke(main, args)
+        assert res.exit_code == 1 and "in use by another crdr train" in res.stderr, res.stderr
+        assert res.stderr.startswith("crdr: error:") and res.stderr.count("\n") == 1
+        assert not (tmp_path / "stage1.ckpt").exists()
+    res = runner.invoke(main, args)
+    assert res.exit_code == 0, res.output + str(res.exception)
+    assert torch.load(tmp_path / "stage1.ckpt", weights_only=True)["step"] == 2
+
+
 def test_worker_prefetch_gives_the_same_training(data_dir, tmp_path):
     """Batches prepared by DataLoader workers equal the main process's own draws."""
     a = _trainer(_cfg(data_dir, "stage1.steps=3"), 1, tmp_path / "a")

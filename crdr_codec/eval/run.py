@@ -54,7 +54,7 @@ from crdr_codec.errors import CrdrError, ImageError, ParameterError
 from crdr_codec.eval import ResumeError
 from crdr_codec.eval.anchors import ANCHORS, Anchor, anchor_versions, get_anchor
 from crdr_codec.eval.bdrate import bd_rate
-from crdr_codec.fileutil import atomic_write_bytes
+from crdr_codec.fileutil import atomic_write_bytes, folder_lock
 from crdr_codec.image_io import read_image
 from crdr_codec.metrics.basic import ms_ssim, psnr
 
@@ -429,6 +429,11 @@ class _Run:
 
     # ----------------------------------------------------------------- work
     def run(self) -> Dict[str, Any]:
+        # one sweep per output folder at a time: two would interleave rows in the CSV
+        with folder_lock(self.out, "crdr eval"):
+            return self._run_locked()
+
+    def _run_locked(self) -> Dict[str, Any]:
         t_start = time.perf_counter()
         self._setup()
         cfg = self.cfg

@@ -7,6 +7,7 @@ resumed from a checkpoint continues exactly as the uninterrupted run would have.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import math
@@ -21,7 +22,7 @@ from torch import nn
 
 from ..config import BETA_MAX, NUM_LEVELS, get_config
 from ..errors import CrdrError
-from ..fileutil import atomic_writer
+from ..fileutil import atomic_writer, folder_lock
 from ..weights import save_weights
 from .config import StageConfig, TrainConfig
 from .data import CropSampler, StepBatches, list_images, prefetching_loader, step_generator
@@ -369,7 +370,14 @@ class Trainer:
 
     # ------------------------------------------------------------ the run
     def run(self, max_steps: int | None = None, max_minutes: float | None = None) -> None:
-        """Train until the stage's step count (or a limit) is reached; checkpoint on the way."""
+        """Train until the stage's step count (or a limit) is reached; checkpoint on the way.
+
+        One training process per run folder (rank 0 holds its lock): a second one started by
+        mistake stops with an error instead of overwriting the first one's checkpoints."""
+        with folder_lock(self.run_dir, "crdr train") if self.rank == 0 else contextlib.nullcontext():
+            self._run(max_steps, max_minutes)
+
+    def _run(self, max_steps: int | None, max_minutes: float | None) -> None:
         cfg, st = self.cfg, self.st
         if self.sampler is None:
             self.sampler = CropSampler(list_images(cfg.data), cache=cfg.cache_images)
