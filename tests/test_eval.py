@@ -283,6 +283,7 @@ def test_crdr_eval_end_to_end_and_resume(tmp_path, runner, tiny_weights, other_w
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_images"] == 2 and summary["images"] == ["img0.png", "img1.png"]
+    assert summary["results"] == {"total": 14, "reused": 0}
     labels = [c["label"] for c in summary["curves"]]
     assert labels == ["crdr β=0", "crdr β=3.84", "JPEG 4:2:0"]
     pt = summary["curves"][2]["points"][1]
@@ -317,6 +318,8 @@ def test_crdr_eval_end_to_end_and_resume(tmp_path, runner, tiny_weights, other_w
     assert "resuming, 14 of 14 results" in res2.stderr
     with open(out / "per_image.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == len(rows)
+    # its wall time covers only itself, so the summary says how much it reused
+    assert json.loads((out / "summary.json").read_text())["results"] == {"total": 14, "reused": 14}
 
     # An interrupted row (no trailing newline) is dropped and redone.
     text = (out / "per_image.csv").read_text()

@@ -434,7 +434,8 @@ def test_train_script_resumes_at_the_latest_checkpointed_stage(data_dir, tmp_pat
     changed = {k for k, v in dec["net"].items() if not torch.equal(v, full["net"][k])}
     assert changed and all(k.startswith("codec.g_s.") for k in changed)
     # then the whole model again (tiny-full.toml), then with moved rate weights (tiny-rates.toml,
-    # tiny-top.toml, tiny-more.toml), each from the previous phase's end
+    # tiny-top.toml, tiny-more.toml), then on larger crops (tiny-final.toml), each from the
+    # previous phase's end
     whole = torch.load(run / "full" / "stage3.ckpt", weights_only=True)
     rates = torch.load(run / "rates" / "stage3.ckpt", weights_only=True)
     assert (whole["step"], rates["step"]) == (8, 10)
@@ -445,6 +446,8 @@ def test_train_script_resumes_at_the_latest_checkpointed_stage(data_dir, tmp_pat
     assert top["step"] == 12 and top["train_config"]["stages"]["3"]["rate_lambda_a"][4] == 0.008
     more = torch.load(run / "more" / "stage3.ckpt", weights_only=True)
     assert more["step"] == 14 and more["train_config"]["stages"]["3"]["rate_lambda_a"][4] == 0.006
+    final = torch.load(run / "final" / "stage3.ckpt", weights_only=True)
+    assert final["step"] == 16 and final["train_config"]["stages"]["3"]["crops"] == ((0, 128, 1),)
     (run / "stage1.ckpt").unlink()
     (run / "stage3.ckpt").unlink()
     again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)

@@ -447,8 +447,8 @@ class _Run:
         total_units = (len(self.images) * (len(cfg.qs) * len(cfg.betas)
                        + sum(len(cfg.qualities(a.name)) for a in self.anchors)))
         todo_units = len(ours_todo) * len(cfg.betas) + len(anchor_todo) + len(orig_todo)
+        done = total_units - len(ours_todo) * len(cfg.betas) - len(anchor_todo)
         if not cfg.quiet:
-            done = total_units - len(ours_todo) * len(cfg.betas) - len(anchor_todo)
             if done > 0:
                 print(f"crdr eval: resuming, {done} of {total_units} results already in "
                       f"{self.out / CSV_NAME}", file=sys.stderr)
@@ -462,7 +462,7 @@ class _Run:
             self._run_anchors(anchor_todo, bar)
         finally:
             bar.close()
-        return self._summarise(t_start)
+        return self._summarise(t_start, reused=done, total=total_units)
 
     def _run_ours(self, todo: Sequence[Tuple[Path, float]], bar: _Progress) -> None:
         cfg = self.cfg
@@ -558,7 +558,7 @@ class _Run:
     def _rows(self, codec: str, setting: str) -> List[Dict[str, str]]:
         return [r for p in self.images if (r := self.csv.rows.get((p.name, codec, setting)))]
 
-    def _summarise(self, t_start: float) -> Dict[str, Any]:
+    def _summarise(self, t_start: float, reused: int = 0, total: int = 0) -> Dict[str, Any]:
         cfg = self.cfg
         fid_ref = None
         n_patches = 0
@@ -653,6 +653,8 @@ class _Run:
                                    "(negative = crdr needs fewer bits); pchip over log-rate on the "
                                    "Pareto front of set-mean points; null with a reason if not computable"),
             "wall_s": None,
+            # wall_s covers this invocation only: results found in the CSV were not recomputed
+            "results": {"total": total, "reused": reused},
             "outputs": {"csv": CSV_NAME, "bdrate_csv": BDRATE_NAME, "plots": []},
         }
         if cfg.plots:
