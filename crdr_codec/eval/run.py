@@ -558,7 +558,7 @@ class _Run:
     def _rows(self, codec: str, setting: str) -> List[Dict[str, str]]:
         return [r for p in self.images if (r := self.csv.rows.get((p.name, codec, setting)))]
 
-    def _summarise(self, t_start: float, reused: int = 0, total: int = 0) -> Dict[str, Any]:
+    def _summarise(self, t_start: float, reused: int, total: int) -> Dict[str, Any]:
         cfg = self.cfg
         fid_ref = None
         n_patches = 0
