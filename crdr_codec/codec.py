@@ -102,7 +102,7 @@ class Codec:
                 y = tiled(lambda p: m.g_a(p, qt), x, t, o, 1 / 16, m.cfg.latent)
         else:
             y = m.analyze(x, q_used)
-        payload, _ = m.compress_latent(y)
+        payload = m.compress_latent(y).payload
         header = bitstream.Header(model_id=self.model_id, q_code=code, height=h, width=w)
         return EncodeResult(bitstream.pack(header, payload), q_used)
 
@@ -157,7 +157,7 @@ class Codec:
         wp = -(-header.width // PAD_MULTIPLE) * PAD_MULTIPLE
         m = self.model
         try:
-            y_hat = m.decode_latent(payload, hp, wp)
+            y_hat, _ = m.decode_latent(payload, hp, wp)
         except (ValueError, RuntimeError, AssertionError, OverflowError, IndexError) as e:
             raise BitstreamError(f"corrupt .crdr payload ({e})") from None
         if self._use_tiles(hp, wp):

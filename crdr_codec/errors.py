@@ -15,6 +15,10 @@ class BitstreamError(CrdrError, ValueError):
     """A .crdr file is not valid: wrong magic, unknown version, truncated, corrupt."""
 
 
+class PayloadError(BitstreamError):
+    """The payload of a .crdr file does not decode: damaged, forged, or from a foreign coder."""
+
+
 class ModelMismatchError(CrdrError, ValueError):
     """A .crdr file was written by a different model than the one loaded."""
 

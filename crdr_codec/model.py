@@ -19,6 +19,7 @@ Images here are float tensors in [-1, 1], already padded to a multiple of 64.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,15 @@ from .transforms import AnalysisTransform, SynthesisTransform
 def ste_round(x: Tensor) -> Tensor:
     """Round with a straight-through gradient."""
     return x + (torch.round(x) - x).detach()
+
+
+@dataclass(frozen=True)
+class CodedLatent:
+    """What the encoder's entropy coding produced for one latent."""
+
+    payload: bytes  # the range coder's words (little-endian uint32)
+    y_hat: Tensor  # the latent the decoder will reconstruct, bit for bit
+    check: int  # CRC-32 of the coded integer symbols (stored in the file header)
 
 
 @dataclass(frozen=True)
@@ -128,21 +138,19 @@ class CRDRModel(nn.Module):
         qt = torch.tensor([q], dtype=torch.float32, device=x.device)
         return self.g_a(x, qt).float().cpu()
 
-    def compress(self, x: Tensor, q: float) -> tuple[bytes, Tensor]:
+    def compress(self, x: Tensor, q: float) -> CodedLatent:
         """Encode one padded image (1, 3, H, W) at quality q; see :meth:`compress_latent`."""
         return self.compress_latent(self.analyze(x, q))
 
     @torch.inference_mode()
-    def compress_latent(self, y: Tensor) -> tuple[bytes, Tensor]:
-        """Range-code a latent y (1, M, h, w) (CPU, float32).
-
-        Returns the payload bytes and the quantised latent y_hat the decoder will see.
-        """
+    def compress_latent(self, y: Tensor) -> CodedLatent:
+        """Range-code a latent y (1, M, h, w) (CPU, float32)."""
         z = self.h_a(y)
         z_sym, z_hat = self._z_symbols(z)
         ztab, ytab = self._tables()
         enc = Encoder(ztab, ytab)
         enc.encode_z(z_sym)
+        check = zlib.crc32(np.ascontiguousarray(z_sym, dtype="<i4").tobytes())
         hyper_mean, hyper_scale = self.h_s(z_hat)
         decoded: list[Tensor] = []
         for k, y_k in enumerate(y.chunk(self.cfg.num_slices, dim=1)):
@@ -150,27 +158,42 @@ class CRDRModel(nn.Module):
             idx = scale_to_index(sc, self.scale_table)
             lim = torch.from_numpy(ytab.limits)[idx]
             sym = torch.maximum(torch.minimum(torch.round(y_k - mu), lim), -lim)
-            enc.encode_y(sym.to(torch.int64).flatten().numpy(), idx.flatten().numpy())
+            flat = sym.to(torch.int64).flatten().numpy()
+            enc.encode_y(flat, idx.flatten().numpy())
+            check = zlib.crc32(flat.astype("<i4").tobytes(), check)
             decoded.append(self.context.refine(k, hyper_mean, decoded, sym + mu))
-        return enc.finish(), torch.cat(decoded, 1)
+        return CodedLatent(enc.finish(), torch.cat(decoded, 1), check)
+
+    def min_payload_bytes(self, height: int, width: int) -> int:
+        """A lower bound on the payload size of any valid file of this padded size."""
+        return 0
 
     @torch.inference_mode()
-    def decode_latent(self, payload: bytes, height: int, width: int) -> Tensor:
-        """Entropy-decode y_hat (1, M, H/16, W/16) for a padded image of size (height, width)."""
+    def decode_latent(self, payload: bytes, height: int, width: int) -> tuple[Tensor, int]:
+        """Entropy-decode y_hat (1, M, H/16, W/16) for a padded image of size (height, width).
+
+        Returns y_hat and the CRC-32 of the decoded symbols (compare it with the header's).
+        Raises PayloadError if the payload cannot be decoded or is not consumed exactly.
+        """
         zh, zw = height // 64, width // 64
         ztab, ytab = self._tables()
         dec = Decoder(ztab, ytab, payload)
         t = self.z_tables
-        sym = torch.from_numpy(dec.decode_z(zh * zw)).float().view(1, -1, zh, zw)
+        z_sym = dec.decode_z(zh * zw)
+        check = zlib.crc32(np.ascontiguousarray(z_sym, dtype="<i4").tobytes())
+        sym = torch.from_numpy(z_sym).float().view(1, -1, zh, zw)
         z_hat = sym + t["minsym"][None, :, None, None].float() + t["medians"][None, :, None, None]
         hyper_mean, hyper_scale = self.h_s(z_hat)
         decoded: list[Tensor] = []
         for k in range(self.cfg.num_slices):
             mu, sc = self.context.params(k, hyper_mean, hyper_scale, decoded)
             idx = scale_to_index(sc, self.scale_table)
-            res = torch.from_numpy(dec.decode_y(idx.flatten().numpy())).float().view_as(mu)
+            flat = dec.decode_y(idx.flatten().numpy())
+            check = zlib.crc32(flat.astype("<i4").tobytes(), check)
+            res = torch.from_numpy(flat).float().view_as(mu)
             decoded.append(self.context.refine(k, hyper_mean, decoded, res + mu))
-        return torch.cat(decoded, 1)
+        dec.finish()
+        return torch.cat(decoded, 1), check
 
     @torch.inference_mode()
     def synthesize(self, y_hat: Tensor, q: float, beta: float) -> Tensor:
@@ -181,4 +204,4 @@ class CRDRModel(nn.Module):
         return self.g_s(y_hat, qt, bt).float().clamp_(-1, 1)
 
     def decompress(self, payload: bytes, height: int, width: int, q: float, beta: float) -> Tensor:
-        return self.synthesize(self.decode_latent(payload, height, width), q, beta)
+        return self.synthesize(self.decode_latent(payload, height, width)[0], q, beta)

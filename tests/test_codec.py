@@ -31,8 +31,9 @@ def test_decoder_sees_what_encoder_quantised(codec):
 
     m = codec.model
     x = pad_to_multiple(to_tensor(natural_image(64, 128)))
-    payload, y_hat = m.compress(x, 1.5)
-    assert torch.equal(m.decode_latent(payload, 64, 128), y_hat)
+    coded = m.compress(x, 1.5)
+    y_hat, check = m.decode_latent(coded.payload, 64, 128)
+    assert torch.equal(y_hat, coded.y_hat) and check == coded.check
 
 
 @pytest.mark.parametrize("h,w", [(1, 1), (17, 33), (65, 7), (1000, 3)])

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import constriction
 
+from ..errors import PayloadError
+
 # Symbol ranges for y, chosen per scale index: the smallest R with R >= 24 * scale.
 _RANGES = (63, 511, 4095, 32767)
 _SIGMAS = 24.0
@@ -83,7 +85,11 @@ class Decoder:
         self._dec = constriction.stream.queue.RangeDecoder(words)
 
     def decode_z(self, n: int) -> np.ndarray:
-        return np.stack([self._dec.decode(model, n) for model in self._z.models]).astype(np.int64)
+        try:
+            out = [self._dec.decode(model, n) for model in self._z.models]
+        except (ValueError, AssertionError) as e:  # constriction's "invalid compressed data"
+            raise PayloadError(f"corrupt .crdr payload ({e})") from None
+        return np.stack(out).astype(np.int64)
 
     def decode_y(self, idx: np.ndarray) -> np.ndarray:
         out = np.zeros(idx.shape, dtype=np.int64)
@@ -92,5 +98,13 @@ class Decoder:
             sel = lim == r
             if sel.any():
                 stds = self._y.std[idx[sel]]
-                out[sel] = self._dec.decode(family, np.zeros_like(stds), stds)
+                try:
+                    out[sel] = self._dec.decode(family, np.zeros_like(stds), stds)
+                except (ValueError, AssertionError) as e:
+                    raise PayloadError(f"corrupt .crdr payload ({e})") from None
         return out
+
+    def finish(self) -> None:
+        """Check that the symbols used up the payload exactly (no words left over)."""
+        if not self._dec.maybe_exhausted():
+            raise PayloadError("corrupt .crdr payload (data left over after the last symbol)")

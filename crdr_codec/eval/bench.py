@@ -216,9 +216,9 @@ def _worker(spec: Dict[str, Any]) -> Dict[str, Any]:
             t0 = time.perf_counter()
             y = net.analyze(x, q)
             t1 = time.perf_counter()
-            payload, _ = net.compress_latent(y)
+            payload = net.compress_latent(y).payload
             t2 = time.perf_counter()
-            y_hat = net.decode_latent(payload, H, W)
+            y_hat, _ = net.decode_latent(payload, H, W)
             t3 = time.perf_counter()
             net.synthesize(y_hat, q, beta)
             t4 = time.perf_counter()
