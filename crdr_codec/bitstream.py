@@ -1,19 +1,24 @@
-"""The .crdr container: a small fixed header followed by one range-coded payload.
+"""The .crdr container, format version 2: a fixed header, the image size, optional
+sections, then one range-coded payload.
 
 Layout (all integers little-endian; see docs/FORMAT.md for the full description)::
 
     offset  size  field
     0       4     magic  b"CRDR"
-    4       1     format version (currently 1)
+    4       1     format version (2)
     5       4     model id: first 4 bytes of the SHA-256 fingerprint of the weights
     9       2     q code (uint16); q = code / 16000, the exact value the encoder used
-    11      1-5   image height, unsigned LEB128
-    ..      1-5   image width,  unsigned LEB128
-    ..      4     CRC-32 of all header bytes before it and of the payload
-    ..      ...   payload: 32-bit little-endian words of one range coder stream
+    11      4     latent check: CRC-32 of the coded integer symbols (uint32)
+    15      4     CRC-32 of every byte of the file except these four
+    19      1-5   image height - 1, unsigned LEB128 (minimal encoding)
+    ..      1-5   image width - 1,  unsigned LEB128
+    ..      1     section count n (LEB128, 0..64)
+    ..      ...   n sections: tag (LEB128) = type << 1 | critical, length (LEB128), data
+    ..      ...   payload: 32-bit little-endian words of one range coder stream, to the end
 
-For a Kodak-sized image the header is 4+1+4+2+2+2+4 = 19 bytes. Only the standard
-library is used, so ``crdr info`` never has to import torch.
+A file without sections and a Kodak-sized image has a 24-byte header. The CRC sits at
+a fixed offset, so it is verified before any variable-length field is interpreted.
+Only the standard library is used, so ``crdr info`` never has to import torch.
 """
 
 from __future__ import annotations
@@ -22,15 +27,50 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from .config import Q_CODE_SCALE, Q_MAX
+from .config import BETA_MAX, Q_CODE_SCALE, Q_MAX
 from .errors import BitstreamError
 
 MAGIC = b"CRDR"
-VERSION = 1
+VERSION = 2
 MODEL_ID_BYTES = 4
 MAX_DIM = 1 << 24  # 16,777,216 pixels per side; far beyond any real photo
 
-_FIXED = struct.Struct("<4sB4sH")  # magic, version, model id, q code
+_FIXED = struct.Struct("<4sB4sHII")  # magic, version, model id, q code, latent check, CRC
+FIXED_SIZE = _FIXED.size  # 19
+_CRC_OFFSET = 15  # the CRC covers data[:15] and data[19:]
+_LEB_MAX_BYTES = 5
+
+#: Sections: at most this many, with at most this many data bytes in all.
+MAX_SECTIONS = 64
+MAX_SECTION_BYTES = (1 << 24) - 1  # under 16 MiB
+
+# Section types (the tag is type << 1 | critical; type 0 is reserved).
+SECTION_ICC = 1  # ICC colour profile of the original image (raw profile bytes)
+SECTION_EXIF = 2  # EXIF block (TIFF header onwards, as Pillow's Image.info["exif"])
+SECTION_XMP = 3  # XMP packet (UTF-8 XML)
+SECTION_COLOUR_MODE = 4  # 1 byte: 0 = RGB, 1 = grayscale (all three channels equal)
+SECTION_SUGGESTED_BETA = 5  # uint16: the sender's suggested beta, code / 1000
+SECTION_Q_MAP = 6  # reserved: spatially varying q (not implemented; refused if critical)
+
+SECTION_NAMES = {
+    SECTION_ICC: "icc-profile",
+    SECTION_EXIF: "exif",
+    SECTION_XMP: "xmp",
+    SECTION_COLOUR_MODE: "colour-mode",
+    SECTION_SUGGESTED_BETA: "suggested-beta",
+    SECTION_Q_MAP: "q-map",
+}
+#: Types this version reads (and validates). Anything else is skipped when not
+#: critical and refused when critical; the reserved q map counts as unknown.
+IMPLEMENTED = frozenset(SECTION_NAMES) - {SECTION_Q_MAP}
+
+COLOUR_MODES = {0: "rgb", 1: "grayscale"}
+BETA_CODE_SCALE = 1000
+
+V1_MESSAGE = (
+    "this file uses .crdr format version 1, which this crdr no longer reads (it reads "
+    f"version {VERSION}); decode it with crdr <= 0.1 and re-encode the image"
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +81,7 @@ class Header:
     q_code: int
     height: int
     width: int
+    check: int  # CRC-32 of the coded integer symbols (compared after entropy decoding)
     version: int = VERSION
 
     @property
@@ -55,9 +96,54 @@ class Header:
             "q_code": self.q_code,
             "height": self.height,
             "width": self.width,
+            "latent_check": f"{self.check:08x}",
         }
 
 
+@dataclass(frozen=True)
+class Section:
+    """One optional section: its type, whether a reader must understand it, its bytes."""
+
+    type: int
+    critical: bool
+    data: bytes
+
+    @property
+    def name(self) -> str:
+        return SECTION_NAMES.get(self.type, f"unknown-{self.type}")
+
+    @property
+    def known(self) -> bool:
+        return self.type in IMPLEMENTED
+
+    def value(self):
+        """The decoded value of a known small section (colour mode, suggested beta);
+        None for the others."""
+        if self.type == SECTION_COLOUR_MODE:
+            return COLOUR_MODES[self.data[0]]
+        if self.type == SECTION_SUGGESTED_BETA:
+            return int.from_bytes(self.data, "little") / BETA_CODE_SCALE
+        return None
+
+    def to_json(self) -> dict:
+        d = {"type": self.type, "name": self.name, "critical": self.critical, "bytes": len(self.data)}
+        v = self.value() if self.known else None
+        if v is not None:
+            d["value"] = v
+        return d
+
+
+def colour_mode_section(grayscale: bool) -> Section:
+    return Section(SECTION_COLOUR_MODE, False, bytes([1 if grayscale else 0]))
+
+
+def suggested_beta_section(beta: float) -> Section:
+    if not (0.0 <= beta <= BETA_MAX):
+        raise ValueError(f"suggested beta out of range: {beta}")
+    return Section(SECTION_SUGGESTED_BETA, False, round(beta * BETA_CODE_SCALE).to_bytes(2, "little"))
+
+
+# --------------------------------------------------------------------------- LEB128
 def _leb128(n: int) -> bytes:
     out = bytearray()
     while True:
@@ -70,78 +156,195 @@ def _leb128(n: int) -> bytes:
             return bytes(out)
 
 
-def _read_leb128(buf: bytes, pos: int) -> tuple[int, int]:
+class _Truncated(BitstreamError):
+    """A field runs past the end of the data (a likely truncated file)."""
+
+
+def _read_leb128(buf: bytes, pos: int, what: str) -> tuple[int, int]:
     value = shift = 0
-    for i in range(5):
+    for i in range(_LEB_MAX_BYTES):
         if pos + i >= len(buf):
-            raise BitstreamError("truncated .crdr header")
+            raise _Truncated("truncated .crdr file (header incomplete)")
         byte = buf[pos + i]
         value |= (byte & 0x7F) << shift
         shift += 7
         if not byte & 0x80:
+            if i and byte == 0:  # a trailing zero group: not the minimal encoding
+                raise BitstreamError(f"corrupt .crdr header (bad {what} field)")
             return value, pos + i + 1
-    raise BitstreamError("corrupt .crdr header (bad image size field)")
+    raise BitstreamError(f"corrupt .crdr header (bad {what} field)")
 
 
-def pack(header: Header, payload: bytes) -> bytes:
-    """Serialise a header and payload into the bytes of a .crdr file."""
+# --------------------------------------------------------------------------- sections
+def _check_section_value(s: Section) -> None:
+    """Validate a section of a known type; raises ValueError with the reason."""
+    if s.type == SECTION_COLOUR_MODE:
+        if len(s.data) != 1 or s.data[0] not in COLOUR_MODES:
+            raise ValueError("colour mode must be one byte, 0 (RGB) or 1 (grayscale)")
+    elif s.type == SECTION_SUGGESTED_BETA:
+        if len(s.data) != 2 or int.from_bytes(s.data, "little") > round(BETA_MAX * BETA_CODE_SCALE):
+            raise ValueError(f"suggested beta must be a uint16 code of at most "
+                             f"{round(BETA_MAX * BETA_CODE_SCALE)}")
+
+
+def _section_bytes(sections) -> bytes:
+    sections = list(sections)
+    if len(sections) > MAX_SECTIONS:
+        raise ValueError(f"at most {MAX_SECTIONS} sections, got {len(sections)}")
+    out = [_leb128(len(sections))]
+    total = 0
+    seen: set[int] = set()
+    for s in sections:
+        if not isinstance(s, Section):
+            raise TypeError(f"expected a Section, got {type(s).__name__}")
+        if not (1 <= s.type < 1 << 31):
+            raise ValueError(f"section type out of range: {s.type}")
+        if s.known:
+            if s.type in seen:
+                raise ValueError(f"section {s.name} given twice")
+            seen.add(s.type)
+            _check_section_value(s)
+        data = bytes(s.data)
+        total += len(data)
+        if total > MAX_SECTION_BYTES:
+            raise ValueError(f"sections hold more than {MAX_SECTION_BYTES:,} bytes")
+        out += [_leb128(s.type << 1 | bool(s.critical)), _leb128(len(data)), data]
+    return b"".join(out)
+
+
+def _parse_sections(data: bytes, pos: int) -> tuple[list[Section], int]:
+    count, pos = _read_leb128(data, pos, "section count")
+    if count > MAX_SECTIONS:
+        raise BitstreamError(f"corrupt .crdr header ({count} sections; at most {MAX_SECTIONS})")
+    sections: list[Section] = []
+    total = 0
+    for _ in range(count):
+        tag, pos = _read_leb128(data, pos, "section tag")
+        length, pos = _read_leb128(data, pos, "section length")
+        if tag >> 1 == 0:
+            raise BitstreamError("corrupt .crdr header (section type 0 is reserved)")
+        total += length
+        if total > MAX_SECTION_BYTES:
+            raise BitstreamError(
+                f"corrupt .crdr header (sections of more than {MAX_SECTION_BYTES:,} bytes)")
+        if pos + length > len(data):
+            raise _Truncated("truncated .crdr file (a section runs past the end of the file)")
+        sections.append(Section(tag >> 1, bool(tag & 1), data[pos : pos + length]))
+        pos += length
+    return sections, pos
+
+
+def _check_sections(sections: list[Section]) -> None:
+    seen: set[int] = set()
+    for s in sections:
+        if not s.known:
+            if s.critical:
+                what = ("a q map section (type 6), which this crdr does not implement"
+                        if s.type == SECTION_Q_MAP else
+                        f"an unknown critical section (type {s.type})")
+                raise BitstreamError(
+                    f"cannot decode this .crdr file: it has {what}; a newer crdr may read it")
+            continue  # unknown and not critical: skipped
+        if s.type in seen:
+            raise BitstreamError(f"corrupt .crdr header (section {s.name} appears twice)")
+        seen.add(s.type)
+        try:
+            _check_section_value(s)
+        except ValueError as e:
+            raise BitstreamError(f"corrupt .crdr header (section {s.name}: {e})") from None
+
+
+# --------------------------------------------------------------------------- pack
+def pack(header: Header, payload: bytes, sections=()) -> bytes:
+    """Serialise a header, optional sections and a payload into the bytes of a .crdr file.
+
+    Args:
+        header: the fields (``header.version`` is ignored; version 2 is written).
+        payload: the range coder's words (a multiple of 4 bytes).
+        sections: :class:`Section` objects, written in the order given.
+    """
     if len(header.model_id) != MODEL_ID_BYTES:
         raise ValueError("model_id must be 4 bytes")
     if not (0 <= header.q_code <= int(Q_MAX * Q_CODE_SCALE)):
         raise ValueError(f"q code out of range: {header.q_code}")
+    if not (0 <= header.check <= 0xFFFFFFFF):
+        raise ValueError(f"latent check out of range: {header.check}")
     for dim in (header.height, header.width):
         if not (1 <= dim <= MAX_DIM):
             raise ValueError(f"image dimension out of range: {dim}")
     if len(payload) % 4:
         raise ValueError("payload must be whole 32-bit words")
-    head = b"".join(
-        (
-            _FIXED.pack(MAGIC, VERSION, header.model_id, header.q_code),
-            _leb128(header.height - 1),
-            _leb128(header.width - 1),
-        )
+    fixed = _FIXED.pack(MAGIC, VERSION, header.model_id, header.q_code, header.check, 0)
+    rest = b"".join(
+        (_leb128(header.height - 1), _leb128(header.width - 1), _section_bytes(sections), payload)
     )
-    crc = zlib.crc32(payload, zlib.crc32(head))
-    return b"".join((head, struct.pack("<I", crc), payload))
+    crc = zlib.crc32(rest, zlib.crc32(fixed[:_CRC_OFFSET]))
+    return b"".join((fixed[:_CRC_OFFSET], struct.pack("<I", crc), rest))
 
 
-def unpack(data: bytes, check_payload: bool = True) -> tuple[Header, bytes]:
+# --------------------------------------------------------------------------- unpack
+def _parse_body(data: bytes) -> tuple[int, int, list[Section], int]:
+    """(height, width, sections, payload offset) from the variable part of the header."""
+    h, pos = _read_leb128(data, FIXED_SIZE, "image size")
+    w, pos = _read_leb128(data, pos, "image size")
+    h, w = h + 1, w + 1
+    if h > MAX_DIM or w > MAX_DIM:
+        raise BitstreamError("corrupt .crdr header (image size out of range)")
+    sections, pos = _parse_sections(data, pos)
+    return h, w, sections, pos
+
+
+def unpack(data: bytes, check_payload: bool = True) -> tuple[Header, bytes, tuple[Section, ...]]:
     """Parse a .crdr file. Raises BitstreamError for anything that is not a valid file.
 
     Args:
         data: the whole file.
-        check_payload: verify the payload's CRC-32 (skip only for header-only reads).
+        check_payload: verify the CRC-32 over the whole file (skip only for quick
+            header-only reads of files known to be intact).
     Returns:
-        (header, payload bytes)
+        (header, payload bytes, sections in file order). Unknown non-critical sections
+        are included (with ``known == False``) so tools can list or copy them; decoders
+        ignore them. An unknown critical section makes the file unreadable.
     """
+    data = bytes(data)
     if len(data) < 4 or data[:4] != MAGIC:
         raise BitstreamError("not a .crdr file (wrong magic bytes)")
-    if len(data) < _FIXED.size:
+    if len(data) < 5:
         raise BitstreamError("truncated .crdr file (header incomplete)")
-    _, version, model_id, q_code = _FIXED.unpack_from(data, 0)
+    version = data[4]
+    if version == 1:
+        raise BitstreamError(V1_MESSAGE)
     if version != VERSION:
         raise BitstreamError(
             f"unsupported .crdr format version {version} (this crdr reads version {VERSION})"
         )
+    if len(data) < FIXED_SIZE:
+        raise BitstreamError("truncated .crdr file (header incomplete)")
+    _, _, model_id, q_code, check, crc = _FIXED.unpack_from(data, 0)
+    if check_payload and zlib.crc32(data[FIXED_SIZE:], zlib.crc32(data[:_CRC_OFFSET])) != crc:
+        # Damaged. Say "truncated" where the structure shows it, else "corrupt".
+        try:
+            _, _, _, pos = _parse_body(data)
+        except _Truncated:
+            raise
+        except BitstreamError:
+            pos = None
+        if pos is not None and (len(data) - pos) % 4:
+            raise BitstreamError("truncated .crdr file (payload incomplete)")
+        raise BitstreamError("corrupt .crdr file (checksum mismatch)")
     if q_code > int(Q_MAX * Q_CODE_SCALE):
         raise BitstreamError(f"corrupt .crdr header (q code {q_code} out of range)")
-    h, pos = _read_leb128(data, _FIXED.size)
-    w, pos = _read_leb128(data, pos)
-    h, w = h + 1, w + 1
-    if h > MAX_DIM or w > MAX_DIM:
-        raise BitstreamError("corrupt .crdr header (image size out of range)")
-    if len(data) < pos + 4:
-        raise BitstreamError("truncated .crdr file (header incomplete)")
-    (crc,) = struct.unpack_from("<I", data, pos)
-    payload = data[pos + 4 :]
-    header = Header(model_id=model_id, q_code=q_code, height=h, width=w, version=version)
-    if check_payload:
-        if len(payload) % 4:
-            raise BitstreamError("truncated .crdr file (payload incomplete)")
-        if zlib.crc32(payload, zlib.crc32(data[:pos])) != crc:
-            raise BitstreamError("corrupt .crdr file (checksum mismatch)")
-    return header, payload
+    h, w, sections, pos = _parse_body(data)
+    _check_sections(sections)
+    payload = data[pos:]
+    if check_payload and len(payload) % 4:
+        raise BitstreamError("corrupt .crdr file (payload is not whole 32-bit words)")
+    header = Header(model_id=model_id, q_code=q_code, height=h, width=w, check=check,
+                    version=version)
+    return header, payload, tuple(sections)
 
 
-def header_size(header: Header) -> int:
-    return _FIXED.size + len(_leb128(header.height - 1)) + len(_leb128(header.width - 1)) + 4
+def header_size(header: Header, sections=()) -> int:
+    """Bytes before the payload of a file with this header and these sections."""
+    return (FIXED_SIZE + len(_leb128(header.height - 1)) + len(_leb128(header.width - 1))
+            + len(_section_bytes(sections)))

@@ -58,6 +58,15 @@ def _weights_option(f):
                         help="Weights file (default: the shipped weights/crdr-lite.pt).")(f)
 
 
+def _max_pixels_option(f):
+    from .limits import DEFAULT_MAX_PIXELS
+
+    return click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS,
+                        show_default=True, metavar="N",
+                        help="Refuse images with more pixels than N (counted after padding "
+                             "to multiples of 64), checked from the header before any work.")(f)
+
+
 def _plan(inputs: tuple[str, ...], output_dir: str | None, suffix: str) -> list[tuple[str, str]]:
     """Pair inputs with outputs: `IN OUT`, or `IN... -o DIR` (DIR/<stem><suffix>)."""
     if output_dir is None:
@@ -117,7 +126,7 @@ def _run_batch(pairs, work, quiet: bool, label: str) -> None:
                 msg = work(src, dst)
             except CrdrError as e:
                 failed += 1
-                click.echo(_error_line(e), err=True)
+                click.echo(_error_line(_named(e, src)), err=True)
                 continue
             if not quiet and msg:
                 click.echo(msg, err=True)
@@ -142,6 +151,14 @@ def _name(path: str) -> str:
     return "<stdin>" if path == "-" else path
 
 
+def _named(e: CrdrError, src: str) -> CrdrError:
+    """The error with the input's name in front, unless its message names it already."""
+    name, msg = _name(src), str(e)
+    if msg.startswith(name) or f"{name}:" in msg or f"'{name}'" in msg:
+        return e
+    return CrdrError(f"{name}: {msg}")
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False),
@@ -156,8 +173,9 @@ def _name(path: str) -> str:
               help="What to do with an image that has transparency.")
 @_weights_option
 @_device_option
+@_max_pixels_option
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
-def encode(inputs, output_dir, q, target_bpp, alpha, weights, device, quiet) -> None:
+def encode(inputs, output_dir, q, target_bpp, alpha, weights, device, max_pixels, quiet) -> None:
     """Compress images into .crdr files.
 
     \b
@@ -179,10 +197,10 @@ def encode(inputs, output_dir, q, target_bpp, alpha, weights, device, quiet) -> 
     from .codec import Codec
     from .image_io import read_image
 
-    codec = Codec(weights, device=device)
+    codec = Codec(weights, device=device, max_pixels=max_pixels)
 
     def work(src: str, dst: str) -> str:
-        rgb = read_image(_read_input(src), alpha=alpha, name=_name(src))
+        rgb = read_image(_read_input(src), alpha=alpha, name=_name(src), max_pixels=max_pixels)
         if target_bpp is not None:
             res = codec.encode_to_bpp(rgb, target_bpp)
         else:
@@ -206,19 +224,28 @@ def encode(inputs, output_dir, q, target_bpp, alpha, weights, device, quiet) -> 
 @click.option("--format", "fmt", default=None,
               help="Image format for -o DIR or stdout (png, jpeg, webp, tiff, bmp, ppm; "
                    "default png). Otherwise the extension of OUTPUT decides.")
-@_weights_option
+@click.option("--weights", type=click.Path(),
+              help="Weights file, or a folder of *.pt files, searched first for the model id "
+                   "in each file's header; then the folders in $CRDR_WEIGHTS_PATH, then the "
+                   "shipped weights/ folder.")
 @_device_option
+@_max_pixels_option
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
-def decode(inputs, output_dir, beta, fmt, weights, device, quiet) -> None:
+def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, quiet) -> None:
     """Decompress .crdr files into images; beta picks the distortion/realism balance.
+
+    The weights are chosen by the model id in each file's header (see --weights).
 
     \b
       crdr decode in.crdr out.png --beta 0
       crdr decode *.crdr -o decoded/ --beta 3.84
     """
     tune_malloc()
+    from .bitstream import unpack
     from .config import check_beta
     from .image_io import format_from_extension
+    from .limits import check_pixels
+    from .weights_search import WeightsSearch
 
     check_beta(beta)
     fmt_name = fmt or "png"
@@ -226,18 +253,33 @@ def decode(inputs, output_dir, beta, fmt, weights, device, quiet) -> None:
     for src, dst in pairs:
         _check_paths(src, dst)
         format_from_extension(dst if fmt is None and dst != "-" else "x." + fmt_name)
-    from .codec import Codec
-    from .image_io import encode_image_bytes, write_image
+    search = WeightsSearch(weights)
+    codecs: dict[bytes, object] = {}  # model id -> Codec, loaded on first use
 
-    codec = Codec(weights, device=device)
-    if beta != 0 and not codec.realism_trained and not quiet:
-        click.echo(
-            f"crdr: note: these weights come from training stage {codec.model.meta.get('stage')}, "
-            "before realism training; beta has no trained effect yet", err=True)
+    def codec_for(model_id: bytes):
+        if model_id not in codecs:
+            from .codec import Codec
+
+            model, fingerprint, _ = search.find(model_id)
+            codec = Codec(model=model, fingerprint=fingerprint, device=device,
+                          max_pixels=max_pixels)
+            if beta != 0 and not codec.realism_trained and not quiet:
+                click.echo(
+                    f"crdr: note: the weights of model {model_id.hex()} come from training stage "
+                    f"{codec.model.meta.get('stage')}, before realism training; beta has no "
+                    "trained effect yet", err=True)
+            codecs[model_id] = codec
+        return codecs[model_id]
 
     def work(src: str, dst: str) -> str:
         data = _read_crdr(src)
-        rgb = codec.decode(data, beta)
+        # Header checks first: a damaged, forged or oversized file costs no model work
+        # (not even importing torch when it is the first file).
+        header, _, _ = unpack(data)
+        check_pixels(header.width, header.height, max_pixels)
+        rgb = codec_for(header.model_id).decode(data, beta)
+        from .image_io import encode_image_bytes, write_image
+
         if dst == "-":
             _write_output(dst, encode_image_bytes(rgb, fmt_name))
         else:
@@ -273,21 +315,25 @@ def info(files, as_json) -> None:
     for f in files:
         try:
             data = _read_crdr(f)
-            header, payload = unpack(data)
+            header, payload, sections = unpack(data)
         except CrdrError as e:
             failed += 1
-            named = e if str(e).startswith(f) else CrdrError(f"{_name(f)}: {e}")
-            click.echo(_error_line(named), err=True)
+            click.echo(_error_line(_named(e, f)), err=True)
             continue
         d = {"file": _name(f), **header.to_json(), "file_bytes": len(data),
-             "header_bytes": header_size(header), "payload_bytes": len(payload),
-             "bpp": len(data) * 8 / (header.height * header.width)}
+             "header_bytes": header_size(header, sections), "payload_bytes": len(payload),
+             "bpp": len(data) * 8 / (header.height * header.width),
+             "sections": [s.to_json() for s in sections]}
         rows.append(d)
         if not as_json:
+            extra = "".join(
+                f", {s['name']}" + (f"={s['value']:g}" if isinstance(s.get("value"), float) else
+                                    f"={s['value']}" if "value" in s else f" ({s['bytes']} bytes)")
+                for s in d["sections"])
             click.echo(
                 f"{d['file']}: crdr v{d['format_version']}, {d['width']}x{d['height']}, "
                 f"q={d['q']:g}, {d['file_bytes']} bytes ({d['bpp']:.4f} bpp; header "
-                f"{d['header_bytes']}, payload {d['payload_bytes']}), model {d['model_id']}"
+                f"{d['header_bytes']}, payload {d['payload_bytes']}), model {d['model_id']}{extra}"
             )
     if as_json and rows:
         click.echo(json.dumps(rows[0] if len(files) == 1 else rows, indent=2))

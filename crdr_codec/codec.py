@@ -23,12 +23,12 @@ from . import bitstream
 from .config import PAD_MULTIPLE, Q_MAX, check_beta, code_to_q, q_to_code
 from .errors import BitstreamError, ModelMismatchError
 from .image_io import crop, pad_to_multiple, to_tensor, to_uint8
+from .limits import DEFAULT_MAX_PIXELS, check_max_pixels, check_pixels, padded
 from .tiling import tiled
 from .weights import load_weights
 
 #: Images with more padded pixels than this are transformed in tiles.
 TILE_THRESHOLD = 2048 * 2048
-MAX_PIXELS = 1 << 30  # refuse to decode absurd sizes from a damaged or hostile file
 TILE = 1024  # image pixels (a multiple of 64)
 OVERLAP = 256  # image pixels (a multiple of 16)
 
@@ -57,6 +57,9 @@ class Codec:
         device: "auto", "cpu" or "cuda" for the transforms.
         tile: tile size in pixels for large images (None: automatic above a threshold).
         model: an already built model (instead of ``weights``), with its fingerprint.
+        max_pixels: largest image encoded or decoded, in pixels after padding to
+            multiples of 64 (default :data:`~crdr_codec.limits.DEFAULT_MAX_PIXELS`).
+            Decoding checks a file's claimed size against it before any model work.
     """
 
     def __init__(
@@ -66,7 +69,9 @@ class Codec:
         tile: int | None = None,
         model=None,
         fingerprint: bytes | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
+        self.max_pixels = check_max_pixels(max_pixels)
         if model is None:
             model, fingerprint = load_weights(weights)
         self.model = model.eval()
@@ -93,6 +98,7 @@ class Codec:
         code = q_to_code(q)
         q_used = code_to_q(code)
         h, w = rgb.shape[:2]
+        check_pixels(w, h, self.max_pixels)
         x = pad_to_multiple(to_tensor(rgb), PAD_MULTIPLE).to(self.device)
         m = self.model
         if self._use_tiles(*x.shape[-2:]):
@@ -102,9 +108,10 @@ class Codec:
                 y = tiled(lambda p: m.g_a(p, qt), x, t, o, 1 / 16, m.cfg.latent)
         else:
             y = m.analyze(x, q_used)
-        payload = m.compress_latent(y).payload
-        header = bitstream.Header(model_id=self.model_id, q_code=code, height=h, width=w)
-        return EncodeResult(bitstream.pack(header, payload), q_used)
+        coded = m.compress_latent(y)
+        header = bitstream.Header(model_id=self.model_id, q_code=code, height=h, width=w,
+                                  check=coded.check)
+        return EncodeResult(bitstream.pack(header, coded.payload), q_used)
 
     def encode_to_bpp(self, rgb: np.ndarray, target_bpp: float, iterations: int = 9) -> EncodeResult:
         """Largest q whose real file size is at most ``target_bpp`` (bisection on q).
@@ -135,31 +142,52 @@ class Codec:
         return best
 
     # -------------------------------------------------------------- decode
-    def read(self, data: bytes) -> tuple[bitstream.Header, bytes]:
-        header, payload = bitstream.unpack(data)
+    def read(self, data: bytes) -> tuple[bitstream.Header, bytes, tuple[bitstream.Section, ...]]:
+        """Parse a file and check that this model can decode it, before any model work:
+        the model id, the pixel limit, and the payload's lower bound for that size.
+
+        Returns:
+            (header, payload, sections)
+        Raises:
+            BitstreamError: not a valid file, or a payload too short for its claimed size.
+            LimitError: the image is over ``max_pixels``.
+            ModelMismatchError: the file was written by another model.
+        """
+        header, payload, sections = bitstream.unpack(data)
+        check_pixels(header.width, header.height, self.max_pixels)
         if header.model_id != self.model_id:
             raise ModelMismatchError(
                 f"file was written by model {header.model_id.hex()}, "
                 f"but the loaded weights are model {self.model_id.hex()} (use --weights)"
             )
-        return header, payload
+        hp, wp = padded(header.height), padded(header.width)
+        need = self.model.min_payload_bytes(hp, wp)
+        if len(payload) < need:
+            raise BitstreamError(
+                f"truncated or forged .crdr file (a {header.width}x{header.height} image needs "
+                f"a payload of at least {need:,} bytes; this one has {len(payload):,})"
+            )
+        return header, payload, sections
 
     def decode(self, data: bytes, beta: float = 0.0) -> np.ndarray:
-        """Decode .crdr bytes at realism beta in [0, 5.12] to an (H, W, 3) uint8 image."""
+        """Decode .crdr bytes at realism beta in [0, 5.12] to an (H, W, 3) uint8 image.
+
+        Raises:
+            BitstreamError: the file is damaged, forged or truncated (including a payload
+                that decodes to symbols other than the ones the header's check value
+                describes). Any other exception (e.g. out of memory) is not about the
+                data and propagates unchanged.
+        """
         beta = check_beta(beta)
-        header, payload = self.read(data)
-        if header.height * header.width > MAX_PIXELS:
-            raise BitstreamError(
-                f"image of {header.width}x{header.height} pixels is larger than crdr decodes "
-                f"({MAX_PIXELS // 10**6} megapixels)"
-            )
-        hp = -(-header.height // PAD_MULTIPLE) * PAD_MULTIPLE
-        wp = -(-header.width // PAD_MULTIPLE) * PAD_MULTIPLE
+        header, payload, _ = self.read(data)
+        hp, wp = padded(header.height), padded(header.width)
         m = self.model
-        try:
-            y_hat, _ = m.decode_latent(payload, hp, wp)
-        except (ValueError, RuntimeError, AssertionError, OverflowError, IndexError) as e:
-            raise BitstreamError(f"corrupt .crdr payload ({e})") from None
+        # decode_latent raises PayloadError (a BitstreamError) for undecodable data.
+        y_hat, check = m.decode_latent(payload, hp, wp)
+        if check != header.check:
+            raise BitstreamError(
+                "corrupt .crdr payload (decoded symbols do not match the file's check value)"
+            )
         if self._use_tiles(hp, wp):
             t, o = self._tile_size()
             x_hat = tiled(
@@ -168,4 +196,3 @@ class Codec:
         else:
             x_hat = m.synthesize(y_hat, header.q, beta)
         return to_uint8(crop(x_hat.cpu(), header.height, header.width))
-

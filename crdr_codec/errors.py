@@ -23,6 +23,10 @@ class ModelMismatchError(CrdrError, ValueError):
     """A .crdr file was written by a different model than the one loaded."""
 
 
+class LimitError(CrdrError, ValueError):
+    """An input is larger than a safety limit (--max-pixels); the message says how to raise it."""
+
+
 class ImageError(CrdrError, ValueError):
     """An input image cannot be read or is not supported (alpha, unknown format)."""
 

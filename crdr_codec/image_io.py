@@ -31,17 +31,20 @@ from PIL import Image, ImageOps
 from .config import PAD_MULTIPLE
 from .errors import ImageError
 from .fileutil import OutputError, atomic_writer
+from .limits import DEFAULT_MAX_PIXELS, HOW_TO_RAISE, check_max_pixels, check_pixels
 
 if TYPE_CHECKING:
     import torch
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: Largest image read, in pixels. Pillow's default (~89 MP, with only a warning up
-#: to twice that) is raised so large photos and panoramas work; anything above is
-#: refused as a likely decompression bomb. Set globally at import because Pillow
-#: checks it inside ``Image.open``; it only loosens Pillow's default.
-MAX_PIXELS = 400_000_000
+#: Default largest image read, in pixels after padding (see :mod:`crdr_codec.limits`;
+#: ``read_image`` takes a ``max_pixels`` argument, ``crdr encode`` ``--max-pixels``).
+#: ``read_image`` checks the header's size itself, then decodes with Pillow's own
+#: decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) set to the same value and its
+#: warning turned into an error; both refusals are one-line ImageErrors naming
+#: --max-pixels. The global is also set here, at import, for other Pillow users.
+MAX_PIXELS = DEFAULT_MAX_PIXELS
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 ALPHA_MODES = ("refuse", "drop")
@@ -268,29 +271,43 @@ def _high_precision_to_rgb(im: Image.Image, name: str) -> np.ndarray:
     return _gray_to_rgb((a >> 8).astype(np.uint8))
 
 
-def _open_and_load(source, name: str) -> tuple[Image.Image, bool]:
+def _open_and_load(source, name: str, max_pixels: int) -> tuple[Image.Image, bool]:
     """Decode ``source`` fully; return the image (orientation applied) and whether
-    its samples had 16 bits before Pillow's loading truncated them to 8."""
+    its samples had 16 bits before Pillow's loading truncated them to 8.
+
+    The size in the file's header is checked against ``max_pixels`` before any pixel
+    is decoded (``Image.open`` reads only the header). While the pixels are decoded,
+    Pillow's own decompression-bomb check (for frames or sub-images of other sizes)
+    uses the same limit. Pillow's limit is a process global: not thread-safe."""
+    old_limit = Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = None  # check_pixels below replaces Pillow's check
             im = Image.open(source)
-        with im:
-            deep = any(_is_16bit_rawmode(m) for m in _rawmodes(im))
-            im.load()
-            orientation = im.getexif().get(0x0112)  # EXIF Orientation
-            if orientation in (2, 3, 4, 5, 6, 7, 8):
-                return ImageOps.exif_transpose(im), deep
-            return im, deep
+            Image.MAX_IMAGE_PIXELS = max_pixels
+            with im:
+                check_pixels(im.width, im.height, max_pixels, name, error=ImageError)
+                deep = any(_is_16bit_rawmode(m) for m in _rawmodes(im))
+                im.load()
+                orientation = im.getexif().get(0x0112)  # EXIF Orientation
+                if orientation in (2, 3, 4, 5, 6, 7, 8):
+                    return ImageOps.exif_transpose(im), deep
+                return im, deep
+    except ImageError:
+        raise
     except Image.UnidentifiedImageError:
         raise ImageError(f"{name}: not a readable image (unknown or unsupported format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        detail = " ".join(str(exc).split())
         raise ImageError(
-            f"{name}: not a readable image (more than {MAX_PIXELS:,} pixels)"
-        ) from exc
+            f"{name}: image is over the pixel limit of {max_pixels:,} ({detail}); {HOW_TO_RAISE}"
+        ) from None
     except _DECODE_ERRORS as exc:
         detail = " ".join(str(exc).split()) or type(exc).__name__
         raise ImageError(f"{name}: not a readable image ({detail})") from exc
+    finally:
+        Image.MAX_IMAGE_PIXELS = old_limit
 
 
 def read_image(
@@ -298,6 +315,7 @@ def read_image(
     alpha: str = "refuse",
     *,
     name: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
     """Read an image file (or its bytes) as 8-bit RGB.
 
@@ -313,24 +331,27 @@ def read_image(
             the colour values as they are (no compositing onto a background).
         name: how to call the input in messages; defaults to the path, or
             ``"<stdin>"`` for bytes.
+        max_pixels: refuse images with more pixels than this after padding to
+            multiples of 64, from the file's header, before any pixel is decoded.
 
     Returns:
         uint8 array of shape (H, W, 3), C-contiguous and writeable.
 
     Raises:
         ImageError: missing file, directory, unreadable or not an image, truncated,
-            too many pixels, alpha refused, unsupported pixel format.
+            more pixels than ``max_pixels``, alpha refused, unsupported pixel format.
         ValueError: ``alpha`` is not one of ``"refuse"``, ``"drop"``.
     """
     if alpha not in ALPHA_MODES:
         raise ValueError(f"alpha must be one of {', '.join(ALPHA_MODES)}; got {alpha!r}")
+    check_max_pixels(max_pixels)
 
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         label = name if name is not None else "<stdin>"
         data = bytes(path_or_bytes)
         if not data:
             raise ImageError(f"{label}: not a readable image (empty input)")
-        im, deep = _open_and_load(io.BytesIO(data), label)
+        im, deep = _open_and_load(io.BytesIO(data), label, max_pixels)
     else:
         path = os.fspath(path_or_bytes)
         label = name if name is not None else path
@@ -346,7 +367,7 @@ def read_image(
         with f:
             if os.fstat(f.fileno()).st_size == 0:
                 raise ImageError(f"{label}: not a readable image (empty file)")
-            im, deep = _open_and_load(f, label)
+            im, deep = _open_and_load(f, label, max_pixels)
 
     with im:
         if _has_alpha(im):

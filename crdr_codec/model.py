@@ -27,8 +27,12 @@ import torch
 from torch import Tensor, nn
 
 from .config import ModelConfig
-from .entropy.charm import ChannelContext, scale_table, scale_to_index
-from .entropy.coder import Decoder, Encoder, YTables, ZTables
+from .entropy.charm import ChannelContext, scale_table
+from .entropy.coder import (
+    Decoder, Encoder, Tables, y_frequency_tables, z_frequency_tables,
+)
+from .entropy.integer import FRAC, IntegerEntropy, quantize
+from .errors import WeightsError
 from .entropy.hyperprior import HyperAnalysis, HyperSynthesis
 from .transforms import AnalysisTransform, SynthesisTransform
 
@@ -78,27 +82,60 @@ class CRDRModel(nn.Module):
         self.context = ChannelContext(cfg)
         self.register_buffer("scale_table", scale_table(), persistent=False)
         self.set_z_tables(default_z_tables(cfg.hyper))
-        self._coder_tables: tuple[ZTables, YTables] | None = None
 
     # ------------------------------------------------------------------ tables
     def set_z_tables(self, tables: dict[str, Tensor]) -> None:
-        """Install the coding tables of z: medians, pmf (C, L), lengths, minsym."""
+        """Install the float z prior: medians, pmf (C, L), lengths, minsym.
+
+        Coding uses the integer tables of :meth:`quantize_entropy`, built from these.
+        """
         self.z_tables = {
             "medians": tables["medians"].float().cpu(),
             "pmf": tables["pmf"].float().cpu(),
             "lengths": tables["lengths"].to(torch.int32).cpu(),
             "minsym": tables["minsym"].to(torch.int32).cpu(),
         }
-        self._coder_tables = None
+        self.entropy_state = None
+        self._coding = None
 
-    def _tables(self) -> tuple[ZTables, YTables]:
-        if self._coder_tables is None:
-            t = self.z_tables
-            self._coder_tables = (
-                ZTables(t["pmf"].numpy(), t["lengths"].numpy()),
-                YTables(self.scale_table.cpu().numpy()),
-            )
-        return self._coder_tables
+    def set_entropy_state(self, state: dict[str, Tensor]) -> None:
+        """Install the integer entropy model (as stored in a weights file)."""
+        self.entropy_state = {k: v.cpu() for k, v in state.items()}
+        self._coding = None
+
+    @torch.no_grad()
+    def quantize_entropy(self, calib: list[Tensor] | None = None) -> None:
+        """Build the exact integer entropy model from the float h_s / ChARM / z prior.
+
+        Args:
+            calib: latents y (1, M, h, w) on which activation ranges are measured
+                (default: latents of synthetic images at q = 0, 2, 4).
+        """
+        was_training = self.training
+        self.eval()
+        if calib is None:
+            calib = synthetic_calibration(self)
+        t = self.z_tables
+        table = self.scale_table.cpu()
+        state = quantize(self, [c.cpu() for c in calib], t["medians"], t["minsym"], t["lengths"], table)
+        state.update(y_frequency_tables(table.numpy()))
+        state["z.freq"] = z_frequency_tables(t["pmf"].double().numpy(), t["lengths"].numpy())
+        state["z.lengths"] = t["lengths"].to(torch.int64)
+        self.set_entropy_state(state)
+        self.train(was_training)
+
+    def _coder(self) -> tuple[IntegerEntropy, Tables]:
+        if self._coding is None:
+            if self.entropy_state is None and not getattr(self, "from_v1_weights", False):
+                self.quantize_entropy()  # a model built in code: synthetic calibration
+            if self.entropy_state is None:
+                raise WeightsError(
+                    "these weights have no integer entropy model (weights file version 1); "
+                    "convert them with scripts/quantize_entropy.py"
+                )
+            st = self.entropy_state
+            self._coding = (IntegerEntropy(st, self.cfg.num_slices, self.cfg.max_support), Tables(st))
+        return self._coding
 
     def place(self, device: torch.device | str) -> "CRDRModel":
         """Run g_a and g_s on ``device``; keep everything that decides symbols on the CPU."""
@@ -122,16 +159,6 @@ class CRDRModel(nn.Module):
         return EntropyOutput(torch.cat(decoded, 1), torch.cat(means, 1), torch.cat(scales, 1))
 
     # ------------------------------------------------------------------ coding path
-    def _z_symbols(self, z: Tensor) -> tuple[np.ndarray, Tensor]:
-        t = self.z_tables
-        med = t["medians"][None, :, None, None]
-        lo = t["minsym"][None, :, None, None].float()
-        hi = lo + t["lengths"][None, :, None, None].float() - 1
-        sym = torch.round(z - med).clamp(min=lo, max=hi)
-        z_hat = sym + med
-        shifted = (sym - lo).to(torch.int32)[0].flatten(1).numpy()
-        return shifted, z_hat
-
     @torch.inference_mode()
     def analyze(self, x: Tensor, q: float) -> Tensor:
         """g_a on one padded image (1, 3, H, W); returns y on the CPU in float32."""
@@ -144,29 +171,46 @@ class CRDRModel(nn.Module):
 
     @torch.inference_mode()
     def compress_latent(self, y: Tensor) -> CodedLatent:
-        """Range-code a latent y (1, M, h, w) (CPU, float32)."""
-        z = self.h_a(y)
-        z_sym, z_hat = self._z_symbols(z)
-        ztab, ytab = self._tables()
-        enc = Encoder(ztab, ytab)
-        enc.encode_z(z_sym)
-        check = zlib.crc32(np.ascontiguousarray(z_sym, dtype="<i4").tobytes())
-        hyper_mean, hyper_scale = self.h_s(z_hat)
+        """Range-code a latent y (1, M, h, w) (CPU, float32) with the integer entropy model.
+
+        Only the choice of symbols (rounding y) uses floating point; everything the
+        decoder must reproduce is integer.
+        """
+        ie, tables = self._coder()
+        z = self.h_a(y.float().cpu())
+        lo = ie.z_minsym.view(1, -1, 1, 1)
+        hi = lo + torch.from_numpy(tables.z_lengths).view(1, -1, 1, 1) - 1
+        med = ie.z_med.view(1, -1, 1, 1).double() / (1 << FRAC)
+        z_sym = (torch.round(z.double() - med).to(torch.int64).clamp(lo, hi) - lo)  # 0..len-1
+        enc = Encoder(tables)
+        flat_z = z_sym[0].flatten(1).numpy()
+        enc.encode_z(flat_z)
+        check = zlib.crc32(np.ascontiguousarray(flat_z, dtype="<i4").tobytes())
+        hm, hs = ie.hyper(z_sym)
+        limits = torch.from_numpy(tables.y_limits)
         decoded: list[Tensor] = []
-        for k, y_k in enumerate(y.chunk(self.cfg.num_slices, dim=1)):
-            mu, sc = self.context.params(k, hyper_mean, hyper_scale, decoded)
-            idx = scale_to_index(sc, self.scale_table)
-            lim = torch.from_numpy(ytab.limits)[idx]
-            sym = torch.maximum(torch.minimum(torch.round(y_k - mu), lim), -lim)
-            flat = sym.to(torch.int64).flatten().numpy()
+        for k, y_k in enumerate(y.float().cpu().chunk(self.cfg.num_slices, dim=1)):
+            mu, idx = ie.params(k, hm, hs, decoded)
+            lim = limits[idx]
+            res = torch.round(y_k.double() - mu.double() / (1 << FRAC)).to(torch.int64)
+            res = torch.maximum(torch.minimum(res, lim), -lim)
+            flat = res.flatten().numpy()
             enc.encode_y(flat, idx.flatten().numpy())
             check = zlib.crc32(flat.astype("<i4").tobytes(), check)
-            decoded.append(self.context.refine(k, hyper_mean, decoded, sym + mu))
-        return CodedLatent(enc.finish(), torch.cat(decoded, 1), check)
+            decoded.append(ie.refine(k, hm, decoded, res * (1 << FRAC) + mu))
+        y_hat = (torch.cat(decoded, 1) / (1 << FRAC)).float()
+        return CodedLatent(enc.finish(), y_hat, check)
 
     def min_payload_bytes(self, height: int, width: int) -> int:
-        """A lower bound on the payload size of any valid file of this padded size."""
-        return 0
+        """A lower bound on the payload bytes of any valid file of this padded size.
+
+        Every z symbol costs at least the channel's cheapest symbol; a range coder's
+        output cannot be shorter than the information it carries, less a few words of
+        flushing slack (128 bits allowed).
+        """
+        _, tables = self._coder()
+        bits = (height // 64) * (width // 64) * float(tables.z_min_bits.sum())
+        return max(0, int((bits - 128) // 32)) * 4
 
     @torch.inference_mode()
     def decode_latent(self, payload: bytes, height: int, width: int) -> tuple[Tensor, int]:
@@ -175,25 +219,22 @@ class CRDRModel(nn.Module):
         Returns y_hat and the CRC-32 of the decoded symbols (compare it with the header's).
         Raises PayloadError if the payload cannot be decoded or is not consumed exactly.
         """
+        ie, tables = self._coder()
         zh, zw = height // 64, width // 64
-        ztab, ytab = self._tables()
-        dec = Decoder(ztab, ytab, payload)
-        t = self.z_tables
-        z_sym = dec.decode_z(zh * zw)
-        check = zlib.crc32(np.ascontiguousarray(z_sym, dtype="<i4").tobytes())
-        sym = torch.from_numpy(z_sym).float().view(1, -1, zh, zw)
-        z_hat = sym + t["minsym"][None, :, None, None].float() + t["medians"][None, :, None, None]
-        hyper_mean, hyper_scale = self.h_s(z_hat)
+        dec = Decoder(tables, payload)
+        flat_z = dec.decode_z(zh * zw)
+        check = zlib.crc32(np.ascontiguousarray(flat_z, dtype="<i4").tobytes())
+        z_sym = torch.from_numpy(flat_z).view(1, -1, zh, zw)
+        hm, hs = ie.hyper(z_sym)
         decoded: list[Tensor] = []
         for k in range(self.cfg.num_slices):
-            mu, sc = self.context.params(k, hyper_mean, hyper_scale, decoded)
-            idx = scale_to_index(sc, self.scale_table)
+            mu, idx = ie.params(k, hm, hs, decoded)
             flat = dec.decode_y(idx.flatten().numpy())
             check = zlib.crc32(flat.astype("<i4").tobytes(), check)
-            res = torch.from_numpy(flat).float().view_as(mu)
-            decoded.append(self.context.refine(k, hyper_mean, decoded, res + mu))
+            res = torch.from_numpy(flat).view_as(mu)
+            decoded.append(ie.refine(k, hm, decoded, res * (1 << FRAC) + mu))
         dec.finish()
-        return torch.cat(decoded, 1), check
+        return (torch.cat(decoded, 1) / (1 << FRAC)).float(), check
 
     @torch.inference_mode()
     def synthesize(self, y_hat: Tensor, q: float, beta: float) -> Tensor:
@@ -205,3 +246,19 @@ class CRDRModel(nn.Module):
 
     def decompress(self, payload: bytes, height: int, width: int, q: float, beta: float) -> Tensor:
         return self.synthesize(self.decode_latent(payload, height, width)[0], q, beta)
+
+
+@torch.no_grad()
+def synthetic_calibration(model: CRDRModel, size: int = 128, count: int = 4) -> list[Tensor]:
+    """Latents of smooth random images with edges at q = 0, 2, 4 (seeded, for calibration
+    when no real images are at hand, e.g. tiny test models)."""
+    g = torch.Generator().manual_seed(0)
+    dev = next(model.g_a.parameters()).device
+    out = []
+    for i in range(count):
+        small = torch.rand(1, 3, size // 8, size // 8, generator=g) * 2 - 1
+        x = torch.nn.functional.interpolate(small, size=(size, size), mode="bicubic", align_corners=False)
+        x = (x + 0.05 * torch.randn(x.shape, generator=g)).clamp(-1, 1)
+        for q in (0.0, 2.0, 4.0):
+            out.append(model.analyze(x.to(dev), q))
+    return out

@@ -2,8 +2,15 @@
 
 A weights file is a ``torch.save`` dict (loaded with ``weights_only=True``)::
 
-    {"format": "crdr-weights", "version": 1, "config": {...ModelConfig...},
-     "state_dict": {...}, "z_tables": {medians, pmf, lengths, minsym}, "meta": {...}}
+    {"format": "crdr-weights", "version": 2, "config": {...ModelConfig...},
+     "state_dict": {...}, "z_tables": {medians, pmf, lengths, minsym},
+     "entropy": {...integer tensors of the exact entropy model...}, "meta": {...}}
+
+"state_dict" and "z_tables" are the float networks and z prior (training, g_a, g_s);
+"entropy" is what coding uses: the integer h_s / ChARM layers, scale thresholds, LRP
+table and the integer frequency tables of z and y (see crdr_codec/entropy/integer.py).
+Version-1 files have no "entropy"; they still load (e.g. to start training from them)
+but cannot code until converted (scripts/quantize_entropy.py).
 
 The model id written into every .crdr header is the first 4 bytes of a SHA-256 over
 the config and every stored tensor (name, dtype, shape, bytes), so a file is never
@@ -25,7 +32,8 @@ from .fileutil import atomic_writer
 from .model import CRDRModel
 
 FORMAT = "crdr-weights"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 DEFAULT_NAME = "crdr-lite.pt"
 
 
@@ -37,10 +45,15 @@ def default_weights_path() -> Path:
     return Path(__file__).resolve().parent.parent / "weights" / DEFAULT_NAME
 
 
-def fingerprint(config: dict, state: dict[str, torch.Tensor], z_tables: dict[str, torch.Tensor]) -> bytes:
+def fingerprint(
+    config: dict,
+    state: dict[str, torch.Tensor],
+    z_tables: dict[str, torch.Tensor],
+    entropy: dict[str, torch.Tensor] | None = None,
+) -> bytes:
     h = hashlib.sha256()
     h.update(json.dumps(config, sort_keys=True).encode())
-    for group in (state, z_tables):
+    for group in (state, z_tables, entropy or {}):
         for name in sorted(group):
             t = group[name].detach().cpu().contiguous()
             h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
@@ -48,7 +61,14 @@ def fingerprint(config: dict, state: dict[str, torch.Tensor], z_tables: dict[str
     return h.digest()
 
 
+def record_fingerprint(rec: dict) -> bytes:
+    return fingerprint(rec["config"], rec["state_dict"], rec["z_tables"], rec.get("entropy"))
+
+
 def model_to_record(model: CRDRModel, half: bool = True, meta: dict | None = None) -> dict:
+    """The weights record of a model; builds its integer entropy model if it has none."""
+    if model.entropy_state is None:
+        model.quantize_entropy()
     state = {}
     for k, v in model.state_dict().items():
         v = v.detach().cpu()
@@ -59,22 +79,35 @@ def model_to_record(model: CRDRModel, half: bool = True, meta: dict | None = Non
         "config": model.cfg.to_dict(),
         "state_dict": state,
         "z_tables": {k: v.clone() for k, v in model.z_tables.items()},
+        "entropy": {k: v.clone() for k, v in model.entropy_state.items()},
         "meta": meta or {},
     }
 
 
-def save_weights(path: str | os.PathLike, model: CRDRModel, half: bool = True, meta: dict | None = None) -> bytes:
-    """Write an inference weights file atomically; returns the model fingerprint."""
+def save_weights(
+    path: str | os.PathLike,
+    model: CRDRModel,
+    half: bool = True,
+    meta: dict | None = None,
+    calib: list[torch.Tensor] | None = None,
+) -> bytes:
+    """Write an inference weights file atomically; returns the model fingerprint.
+
+    With ``calib`` (latents y), the integer entropy model is rebuilt on them first;
+    without it, a model that has none gets one calibrated on synthetic images.
+    """
+    if calib is not None:
+        model.quantize_entropy(calib)
     rec = model_to_record(model, half=half, meta=meta)
     with atomic_writer(path) as tmp:
         torch.save(rec, tmp)
-    return fingerprint(rec["config"], rec["state_dict"], rec["z_tables"])
+    return record_fingerprint(rec)
 
 
 def model_from_record(rec: dict, source: str = "weights") -> tuple[CRDRModel, bytes]:
     if not isinstance(rec, dict) or rec.get("format") != FORMAT:
         raise WeightsError(f"{source}: not a crdr weights file")
-    if rec.get("version") != VERSION:
+    if rec.get("version") not in READABLE_VERSIONS:
         raise WeightsError(f"{source}: unsupported weights version {rec.get('version')}")
     try:
         cfg = ModelConfig.from_dict(rec["config"])
@@ -82,12 +115,16 @@ def model_from_record(rec: dict, source: str = "weights") -> tuple[CRDRModel, by
         state = {k: v.float() if v.is_floating_point() else v for k, v in rec["state_dict"].items()}
         model.load_state_dict(state, strict=True)
         model.set_z_tables(rec["z_tables"])
+        if "entropy" in rec:
+            model.set_entropy_state(rec["entropy"])
+        else:
+            model.from_v1_weights = True
     except (KeyError, ValueError, RuntimeError, TypeError) as e:
         raise WeightsError(f"{source}: weights do not match the model ({e})") from None
     model.eval()
     # Plain facts about how the weights were made (stage, step, ...); tensors stay out.
     model.meta = {k: v for k, v in rec.get("meta", {}).items() if not isinstance(v, (dict, torch.Tensor))}
-    return model, fingerprint(rec["config"], rec["state_dict"], rec["z_tables"])
+    return model, record_fingerprint(rec)
 
 
 def load_weights(path: str | os.PathLike | None = None) -> tuple[CRDRModel, bytes]:

@@ -28,7 +28,10 @@ from conftest import natural_image
 
 
 # ----------------------------------------------------------------------- helpers
-_ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # for subprocesses running torch
+def _one_thread_env() -> dict:
+    """Environment for subprocesses running torch (read at call time, so the
+    monkeypatched variables of _hermetic_env reach them)."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def crdr(runner, *args, input=None):
@@ -95,6 +98,15 @@ def _one_torch_thread():
     torch.set_num_threads(n)
 
 
+@pytest.fixture(autouse=True)
+def _hermetic_env(monkeypatch, tmp_path):
+    """No weights search path or default weights from the user's environment, and the
+    model-id cache in a temporary folder (never ~/.cache)."""
+    monkeypatch.delenv("CRDR_WEIGHTS_PATH", raising=False)
+    monkeypatch.delenv("CRDR_WEIGHTS", raising=False)
+    monkeypatch.setenv("CRDR_CACHE_DIR", str(tmp_path / "cache"))
+
+
 @pytest.fixture
 def out_dir(tmp_path) -> Path:
     d = tmp_path / "out"
@@ -119,6 +131,10 @@ def test_encode_decode_round_trip_and_info(runner, tiny_weights, png, out_dir):
     assert meta["file_bytes"] == enc.stat().st_size
     assert (meta["width"], meta["height"]) == (56, 40)
     assert meta["q"] == 2.5
+
+    assert meta["format_version"] == 2 and meta["header_bytes"] == 22
+    assert meta["payload_bytes"] == meta["file_bytes"] - 22
+    assert len(meta["latent_check"]) == 8 and meta["sections"] == []
 
     res = crdr(runner, "info", enc)
     assert res.exit_code == 0, res.stderr
@@ -275,7 +291,7 @@ def test_input_is_not_an_image(runner, tiny_weights, tmp_path, out_dir):
 
 
 def _corrupt(data: bytes, how: str) -> bytes:
-    header = 17  # 4 magic + 1 version + 4 model id + 2 q + 1 + 1 (40x56) + 4 CRC
+    header = 22  # 4 magic + 1 version + 4 model id + 2 q + 4 check + 4 CRC + 1 + 1 (40x56) + 1 count
     if how == "truncated_header":
         return data[:10]
     if how == "truncated_payload":
@@ -317,7 +333,7 @@ def test_corrupt_file_in_a_real_process(tiny_weights, encoded, tmp_path, out_dir
     proc = subprocess.run(
         [sys.executable, "-m", "crdr_codec.cli", "decode", str(bad), str(out_dir / "x.png"),
          "--weights", tiny_weights],
-        capture_output=True, text=True, timeout=120, env=_ONE_THREAD,
+        capture_output=True, text=True, timeout=120, env=_one_thread_env(),
     )
     assert proc.returncode == 1
     assert proc.stdout == ""
@@ -329,9 +345,49 @@ def test_corrupt_file_in_a_real_process(tiny_weights, encoded, tmp_path, out_dir
 
 
 def test_decode_with_the_wrong_model(runner, tiny_weights, other_weights, encoded, out_dir):
+    model_id = info_json(runner, encoded[1])["model_id"]
     res = crdr(runner, "decode", encoded[1], out_dir / "x.png", "--weights", other_weights)
-    assert_one_line_error(res, "model", "--weights")
+    # The one line names the file, the model id it needs, and where it looked.
+    assert_one_line_error(res, "img.crdr", model_id, "--weights", other_weights,
+                          "CRDR_WEIGHTS_PATH")
     assert os.listdir(out_dir) == []
+
+
+def test_info_shows_sections(runner, encoded, tmp_path):
+    from crdr_codec import bitstream
+
+    header, payload, _ = bitstream.unpack(Path(encoded[1]).read_bytes())
+    p = tmp_path / "meta.crdr"
+    p.write_bytes(bitstream.pack(header, payload, [
+        bitstream.Section(bitstream.SECTION_ICC, False, b"p" * 100),
+        bitstream.suggested_beta_section(3.84),
+        bitstream.Section(300, False, b"later"),
+    ]))
+    meta = info_json(runner, p)
+    assert meta["header_bytes"] == 22 + (1 + 1 + 100) + (1 + 1 + 2) + (2 + 1 + 5)
+    assert [s["name"] for s in meta["sections"]] == ["icc-profile", "suggested-beta", "unknown-300"]
+    assert meta["sections"][1]["value"] == 3.84
+    res = crdr(runner, "info", p)
+    assert res.exit_code == 0, res.stderr
+    assert "icc-profile (100 bytes), suggested-beta=3.84, unknown-300 (5 bytes)" in res.stdout
+
+
+def test_batch_decode_errors_name_each_file(runner, tiny_weights, encoded, tmp_path, out_dir):
+    data = Path(encoded[1]).read_bytes()
+    good = tmp_path / "good.crdr"
+    good.write_bytes(data)
+    cut = tmp_path / "cut.crdr"
+    cut.write_bytes(data[:-3])
+    old = tmp_path / "old.crdr"
+    old.write_bytes(data[:4] + b"\x01" + data[5:])
+    res = crdr(runner, "decode", cut, good, old, "-o", out_dir, "--weights", tiny_weights)
+    assert res.exit_code == 1
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("crdr: error:")]
+    assert len(errors) == 2, res.stderr
+    assert "cut.crdr" in errors[0] and "truncated" in errors[0]
+    assert "old.crdr" in errors[1] and "version 1" in errors[1] and "crdr <= 0.1" in errors[1]
+    assert "2 of 3" in res.stderr
+    assert os.listdir(out_dir) == ["good.png"]
 
 
 def test_bad_weights_file(runner, png, tmp_path, out_dir):
@@ -481,7 +537,7 @@ def test_version(runner):
 
 def _run_python(code: str) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=120, env=_ONE_THREAD)
+                          capture_output=True, text=True, timeout=120, env=_one_thread_env())
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     return proc

@@ -1,110 +1,163 @@
-"""Range coding of z and y with constriction. The only module that imports constriction.
+"""Range coding of z and y with constriction, against integer probability tables.
 
-All coding is done against *fixed* models, so the decoder's symbol stream can never
-depend on floating-point noise:
+Every probability the coder uses is an integer frequency stored in the weights file
+(nothing is evaluated with erf/exp at run time), so the coder's models are identical on
+every machine:
 
-* z: one categorical model per channel, from probability tables exported into the
-  weights file (float32, identical for encoder and decoder).
-* y: each symbol is the integer residual round(y - mu), coded with a zero-mean quantised
-  Gaussian whose standard deviation is an entry of the fixed scale table, chosen by index.
-  Residuals are clamped to +-limit(index) (far in the tails: 24 standard deviations or
-  more), and the encoder reconstructs from the clamped value, so both sides agree.
+* z: one table per channel, over the symbols 0 .. length_c - 1 (``round(z - median)``
+  shifted by the channel's minimum).
+* y: one table per scale index i = 0..63, a zero-mean Gaussian of standard deviation
+  ``table[i]`` discretised over the residuals -R_i .. R_i, R_i = max(63, ceil(24 * table[i])).
 
-One queue (FIFO) range coder carries z first and then the y slices in order.
+Each table's frequencies are >= 1 and sum to 2^24 (the coder's precision). constriction
+is given the frequencies minus one as "probabilities" (``Categorical(perfect=False)``):
+its fast quantisation then reproduces our integer CDF exactly (every intermediate is an
+integer below 2^53, and its scale factor is exactly 1). One queue (FIFO) range coder
+carries z first, then the y slices in order; within a slice, symbols are coded grouped
+by scale index (ascending), each group in (channel, row, column) order.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import math
+
 import constriction
+import numpy as np
+import torch
 
 from ..errors import PayloadError
 
-# Symbol ranges for y, chosen per scale index: the smallest R with R >= 24 * scale.
-_RANGES = (63, 511, 4095, 32767)
-_SIGMAS = 24.0
+PRECISION = 24
+TOTAL = 1 << PRECISION
+MIN_LIMIT = 63  # smallest coded |residual| range of y
+SIGMAS = 24.0  # coded range of y in table standard deviations
 
 
-def y_limits(table: np.ndarray) -> np.ndarray:
-    """Per scale-table index, the largest |residual| that is coded (int64)."""
-    need = _SIGMAS * table.astype(np.float64)
-    return np.array([next(r for r in _RANGES if r >= n) for n in need], dtype=np.int64)
+def integer_frequencies(pmf: np.ndarray) -> np.ndarray:
+    """Frequencies (int64) >= 1 summing to 2^24, proportional to pmf (float64, >= 0)."""
+    p = np.asarray(pmf, dtype=np.float64)
+    p = p / p.sum()
+    free = TOTAL - len(p)
+    w = np.floor(p * free).astype(np.int64) + 1
+    w[int(np.argmax(p))] += TOTAL - int(w.sum())
+    assert int(w.sum()) == TOTAL and w.min() >= 1
+    return w
 
 
-class ZTables:
-    """Per-channel categorical models for z (exported from the training-time prior)."""
-
-    def __init__(self, pmf: np.ndarray, lengths: np.ndarray) -> None:
-        # pmf: (C, Lmax) float32; channel c uses pmf[c, :lengths[c]].
-        self.models = [
-            constriction.stream.model.Categorical(
-                pmf[c, : int(lengths[c])].astype(np.float64), perfect=False
-            )
-            for c in range(pmf.shape[0])
-        ]
+def y_limit(sigma: float) -> int:
+    return max(MIN_LIMIT, int(math.ceil(SIGMAS * sigma)))
 
 
-class YTables:
-    def __init__(self, table: np.ndarray) -> None:
-        self.std = table.astype(np.float64)
-        self.limits = y_limits(table)
-        self.families = {
-            r: constriction.stream.model.QuantizedGaussian(-r, r) for r in sorted(set(self.limits))
-        }
+def gaussian_frequencies(sigma: float, limit: int) -> np.ndarray:
+    """A zero-mean Gaussian over the integers -limit..limit, tails folded into the ends."""
+    r = torch.arange(-limit, limit + 2, dtype=torch.float64) - 0.5  # bin edges
+    upper_tail = 0.5 * torch.special.erfc(r / (sigma * math.sqrt(2.0)))  # P(X > edge)
+    pmf = (upper_tail[:-1] - upper_tail[1:]).numpy()
+    pmf[0] += 1.0 - float(upper_tail[0])
+    pmf[-1] += float(upper_tail[-1])
+    return integer_frequencies(np.maximum(pmf, 0.0))
+
+
+def y_frequency_tables(table: np.ndarray) -> dict[str, torch.Tensor]:
+    """Integer tables of y for a scale table: flat frequencies, offsets and limits."""
+    limits = [y_limit(float(s)) for s in table]
+    freqs = [gaussian_frequencies(float(s), r) for s, r in zip(table, limits)]
+    offsets = np.cumsum([0] + [len(f) for f in freqs])
+    return {
+        "y.freq": torch.from_numpy(np.concatenate(freqs).astype(np.int32)),
+        "y.offset": torch.from_numpy(offsets.astype(np.int64)),
+        "y.limit": torch.tensor(limits, dtype=torch.int64),
+    }
+
+
+def z_frequency_tables(pmf: np.ndarray, lengths: np.ndarray) -> torch.Tensor:
+    """(C, Lmax) int32 frequencies from the float z tables (zero past each length)."""
+    out = np.zeros(pmf.shape, dtype=np.int32)
+    for c, n in enumerate(lengths):
+        out[c, : int(n)] = integer_frequencies(np.maximum(pmf[c, : int(n)], 0.0))
+    return torch.from_numpy(out)
+
+
+def _model(freq: np.ndarray):
+    return constriction.stream.model.Categorical(
+        (np.asarray(freq, dtype=np.int64) - 1).astype(np.float64), perfect=False
+    )
+
+
+class Tables:
+    """The coder's models, built once per loaded model from the integer tables."""
+
+    def __init__(self, state: dict[str, torch.Tensor]) -> None:
+        zf = state["z.freq"].numpy().astype(np.int64)
+        self.z_lengths = state["z.lengths"].numpy().astype(np.int64)
+        self.z_models = [_model(zf[c, : n]) for c, n in enumerate(self.z_lengths)]
+        # Cheapest possible cost of one symbol per z channel, in bits (for size bounds).
+        self.z_min_bits = np.array(
+            [-math.log2(int(zf[c, :n].max()) / TOTAL) for c, n in enumerate(self.z_lengths)]
+        )
+        yf = state["y.freq"].numpy().astype(np.int64)
+        off = state["y.offset"].numpy()
+        self.y_limits = state["y.limit"].numpy().astype(np.int64)
+        self.y_models = [_model(yf[off[i] : off[i + 1]]) for i in range(len(self.y_limits))]
 
 
 class Encoder:
-    def __init__(self, z: ZTables, y: YTables) -> None:
-        self._z, self._y = z, y
+    def __init__(self, tables: Tables) -> None:
+        self._t = tables
         self._enc = constriction.stream.queue.RangeEncoder()
 
     def encode_z(self, sym: np.ndarray) -> None:
-        """sym: (C, n) int32, channel c's symbols already shifted into 0..len_c-1."""
-        for c, model in enumerate(self._z.models):
+        """sym: (C, n) int, channel c's symbols already shifted into 0..len_c-1."""
+        for c, model in enumerate(self._t.z_models):
             self._enc.encode(np.ascontiguousarray(sym[c], dtype=np.int32), model)
 
     def encode_y(self, sym: np.ndarray, idx: np.ndarray) -> None:
-        """sym, idx: flat arrays of residuals (already clamped) and scale indices."""
-        lim = self._y.limits[idx]
-        for r, family in self._y.families.items():
-            sel = lim == r
-            if sel.any():
-                stds = self._y.std[idx[sel]]
-                self._enc.encode(
-                    sym[sel].astype(np.int32), family, np.zeros_like(stds), stds
-                )
+        """sym, idx: flat arrays of residuals (already clamped to +-limit) and scale indices."""
+        for i in np.unique(idx):
+            sel = idx == i
+            self._enc.encode((sym[sel] + self._t.y_limits[i]).astype(np.int32), self._t.y_models[i])
 
     def finish(self) -> bytes:
         return self._enc.get_compressed().astype("<u4").tobytes()
 
 
 class Decoder:
-    def __init__(self, z: ZTables, y: YTables, payload: bytes) -> None:
-        self._z, self._y = z, y
-        words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
-        self._dec = constriction.stream.queue.RangeDecoder(words)
+    def __init__(self, tables: Tables, payload: bytes) -> None:
+        self._t = tables
+        self._words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+        self._dec = constriction.stream.queue.RangeDecoder(self._words)
+        self._calls: list[tuple[np.ndarray, object]] = []  # replayed by finish()
 
     def decode_z(self, n: int) -> np.ndarray:
         try:
-            out = [self._dec.decode(model, n) for model in self._z.models]
+            out = [self._dec.decode(model, n) for model in self._t.z_models]
         except (ValueError, AssertionError) as e:  # constriction's "invalid compressed data"
             raise PayloadError(f"corrupt .crdr payload ({e})") from None
+        self._calls += [(sym, model) for sym, model in zip(out, self._t.z_models)]
         return np.stack(out).astype(np.int64)
 
     def decode_y(self, idx: np.ndarray) -> np.ndarray:
         out = np.zeros(idx.shape, dtype=np.int64)
-        lim = self._y.limits[idx]
-        for r, family in self._y.families.items():
-            sel = lim == r
-            if sel.any():
-                stds = self._y.std[idx[sel]]
-                try:
-                    out[sel] = self._dec.decode(family, np.zeros_like(stds), stds)
-                except (ValueError, AssertionError) as e:
-                    raise PayloadError(f"corrupt .crdr payload ({e})") from None
+        for i in np.unique(idx):
+            sel = idx == i
+            try:
+                sym = self._dec.decode(self._t.y_models[i], int(sel.sum()))
+            except (ValueError, AssertionError) as e:
+                raise PayloadError(f"corrupt .crdr payload ({e})") from None
+            self._calls.append((sym, self._t.y_models[i]))
+            out[sel] = sym.astype(np.int64) - self._t.y_limits[i]
         return out
 
     def finish(self) -> None:
-        """Check that the symbols used up the payload exactly (no words left over)."""
+        """Check that the payload is exactly the encoding of the decoded symbols.
+
+        The decoded symbols are encoded again (a few milliseconds): a payload with words
+        appended, or altered where the decoder did not look, is refused.
+        """
         if not self._dec.maybe_exhausted():
             raise PayloadError("corrupt .crdr payload (data left over after the last symbol)")
+        enc = constriction.stream.queue.RangeEncoder()
+        for sym, model in self._calls:
+            enc.encode(sym, model)
+        if not np.array_equal(enc.get_compressed(), self._words):
+            raise PayloadError("corrupt .crdr payload (it is not the encoding of its own symbols)")

@@ -385,7 +385,7 @@ def format_bench(report: Dict[str, Any]) -> str:
         if "file_enc" in r["stats"]:
             out.append(f"{r['name']} through Codec (file bytes): encode {tot(r, 'file_enc')} s, "
                        f"decode {tot(r, 'file_dec')} s")
-    out.append("bpp: crdr = range-coded payload (a .crdr file adds 17-19 header bytes; random weights "
+    out.append("bpp: crdr = range-coded payload (a .crdr file adds 22-24 header bytes; random weights "
                "give meaningless rates), mbt2018-mean = its strings, anchors = the complete file")
     out.append("settings:")
     out += [f"  {r['name']}: {r['setting']}" for r in results]

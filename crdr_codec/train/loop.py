@@ -447,10 +447,10 @@ class Trainer:
 
         files = list_images([self.cfg.val_data])[: self.cfg.val_images]
         model = inference_model(self.net).cpu()
-        from ..weights import fingerprint, model_to_record
+        from ..weights import model_to_record, record_fingerprint
 
         rec = model_to_record(model, half=False)
-        codec = Codec(model=model, fingerprint=fingerprint(rec["config"], rec["state_dict"], rec["z_tables"]), device="cpu")
+        codec = Codec(model=model, fingerprint=record_fingerprint(rec), device="cpu")
         levels = [NUM_LEVELS - 1] if self.stage == 1 else [0, 2, 4]
         betas = [0.0, 3.84] if self.stage == 3 else [0.0]
         lp = self.lpips().cpu()

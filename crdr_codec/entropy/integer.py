@@ -1,0 +1,368 @@
+"""Exact integer entropy networks: h_s and the ChARM slice nets in fixed point.
+
+Every number that decides a coded symbol (z_hat fed to h_s, the hyper features, each
+slice's means and scale indices, the LRP refinement fed to later slices) is computed
+here in integer arithmetic, so encoder and decoder agree bit for bit on any CPU, thread
+count, BLAS/oneDNN setting, torch version or GPU.
+
+One layer (a 'same' convolution, or a transposed convolution written as zero insertion
+followed by a convolution) computes, for output channel ``o``::
+
+    acc[o] = B[o] + sum_{i, a, b} W[o, i, a, b] * x[i, r + a - p, c + b - p]   (exact)
+    out[o] = clamp(floor(acc[o] / 2^S[o]), lo, hi)
+
+with integer weights ``W`` (|W| < 2^15, stored as int16), an integer bias ``B`` that
+already includes the rounding offset 2^(S-1) (so the floor rounds half up) and a shift
+``S[o]`` >= 0. The real-valued rescaling between layers is folded into the weights: the
+output step of a channel is its weight step times 2^S. Hidden layers clamp to
+[0, 2^16 - 1] (the ReLU), the hyper features to [-(2^16 - 1), 2^16 - 1]. The sum is
+evaluated with float64 matrix products (one per kernel offset): every input and weight is an
+integer, and the sum of the absolute values of all terms of any output is checked when
+the layer is built to stay below 2^52, so every partial sum, in any order, is an exactly
+representable integer; the result does not depend on the summation order, blocking,
+FMA use or threading of the BLAS that runs it, and multiplying by 2^-S and flooring are
+exact too. No Winograd or FFT algorithm is involved (the convolution is explicit
+matrix products).
+
+Fixed-point conventions (``FRAC`` = 8 fractional bits):
+
+* z_hat: ``(s + minsym[c]) * 2^8 + med[c]`` for the decoded symbol ``s`` of channel ``c``.
+* means and latents: units of 2^-8; ``y_hat = sym * 2^8 + mean``, clamped to
+  +-(2^17 - 1) before and after the LRP refinement (so |y_hat| < 512).
+* scales: the scale net's output in units of 2^-12; the scale index is the number of
+  thresholds ``T[j]`` (j = 0..62) strictly below it, so index = the first table entry
+  that is >= the scale, as the float model's searchsorted.
+* LRP: the LRP net's output ``l`` in units of 2^-8 is clamped to [-L, L] and refines the
+  slice by ``lut[l + L]`` (0.5 * tanh, in units of 2^-8, tabulated in the weights file).
+
+The parameters are built from the float model by :func:`quantize` (post-training, with
+per-channel activation ranges measured on calibration latents) and stored as integer
+tensors in the weights file; nothing here evaluates a transcendental function at run time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+FRAC = 8  # fractional bits of z_hat, means, latents and the LRP output
+SCALE_FRAC = 12  # fractional bits of the scale net output
+ACT_BITS = 16  # hidden activations are in [0, 2^16)
+WEIGHT_BITS = 16  # weights are in (-2^15, 2^15) (stored as int16)
+Y_LIMIT = (1 << 17) - 1  # latents (units of 2^-8) are clamped to +-Y_LIMIT: |y| < 512
+HEADROOM = 4.0  # activation range = HEADROOM x the largest value seen in calibration
+MEAN_LIMIT = 1 << 18  # |mean| <= 1024 latent units
+LRP_LIMIT = 6 << FRAC  # tanh(6) = 0.99999
+EXACT_LIMIT = 1 << 52  # bound on the sum of |terms| of one output (float64 exactness)
+
+
+@dataclass
+class IntLayer:
+    weight: Tensor  # float64 holding integers, (cout, cin * k * k)
+    bias: Tensor  # float64 holding integers, (cout, 1): b + 2^(S-1) (the rounding offset)
+    shift: Tensor  # int64 (cout,): S
+    lo: int
+    hi: int
+    kernel: int
+    upsample: bool  # transposed conv, stride 2: zero insertion, then this conv
+
+    def __post_init__(self) -> None:
+        self._scale = torch.pow(2.0, -self.shift.to(torch.float64)).view(1, -1, 1, 1)
+        k, cout = self.kernel, self.weight.shape[0]
+        # (k*k, cout, cin): the weights of each kernel offset, contiguous
+        self._taps = self.weight.view(cout, -1, k, k).permute(2, 3, 0, 1).reshape(k * k, cout, -1).contiguous()
+
+    def state(self, prefix: str) -> dict[str, Tensor]:
+        cout = self.weight.shape[0]
+        return {
+            f"{prefix}.weight": self.weight.to(torch.int16).view(cout, -1, self.kernel, self.kernel),
+            f"{prefix}.bias": self.bias.view(-1).to(torch.int64),
+            f"{prefix}.shift": self.shift.clone(),
+            f"{prefix}.range": torch.tensor([self.lo, self.hi, int(self.upsample)], dtype=torch.int64),
+        }
+
+    @classmethod
+    def from_state(cls, s: dict[str, Tensor], prefix: str) -> "IntLayer":
+        w = s[f"{prefix}.weight"]
+        lo, hi, up = (int(v) for v in s[f"{prefix}.range"])
+        return cls(
+            weight=w.to(torch.float64).reshape(w.shape[0], -1),
+            bias=s[f"{prefix}.bias"].to(torch.float64).view(-1, 1),
+            shift=s[f"{prefix}.shift"].to(torch.int64),
+            lo=lo, hi=hi, kernel=int(w.shape[-1]), upsample=bool(up),
+        )
+
+    def accumulate(self, x: Tensor) -> Tensor:
+        """B + W * x for x (1, cin, H, W) (float64 integers), exact.
+
+        The zero-padded input is flattened per channel with its padded row length wp;
+        for each kernel offset (a, b) the needed input is then one contiguous slice,
+        starting at a * wp + b, so the convolution is k*k matrix products accumulated
+        into an output laid out with the padded row length (its last 2p columns of
+        every row are discarded). No im2col copy is made.
+        """
+        k = self.kernel
+        if self.upsample:  # transposed conv 5x5 / 2, padding 2, output padding 1
+            _, c, h, w = x.shape
+            up = x.new_zeros(1, c, 2 * h, 2 * w)  # the last row/column stays zero
+            up[:, :, ::2, ::2] = x
+            x = up
+        _, c, h, w = x.shape
+        p = k // 2
+        wp = w + 2 * p
+        flat = F.pad(x, (p, p, p, p))[0].reshape(c, -1)
+        n = (h - 1) * wp + w
+        out = self.bias.expand(-1, h * wp).clone()
+        acc = out[:, :n]
+        for a in range(k):
+            for b in range(k):
+                off = a * wp + b
+                acc.addmm_(self._taps[a * k + b], flat[:, off : off + n])
+        return out.view(1, -1, h, wp)[:, :, :, :w]
+
+    def requantize(self, acc: Tensor) -> Tensor:
+        """floor(acc / 2^S), clamped: exact, since |acc| < 2^52 and 2^-S is a power of two."""
+        return torch.floor(acc * self._scale).clamp_(self.lo, self.hi)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.requantize(self.accumulate(x))
+
+
+def run(layers: list[IntLayer], x: Tensor) -> Tensor:
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _float_kernel(mod: nn.Module) -> tuple[Tensor, Tensor, bool]:
+    """(conv-equivalent weight (cout, cin, k, k), bias, upsample) in float64."""
+    w = mod.weight.detach().double()
+    b = mod.bias.detach().double()
+    if isinstance(mod, nn.ConvTranspose2d):
+        assert mod.stride == (2, 2) and mod.padding == (2, 2) and mod.kernel_size == (5, 5)
+        return w.flip(-1, -2).transpose(0, 1).contiguous(), b, True
+    assert mod.stride == (1, 1) and mod.padding[0] == mod.kernel_size[0] // 2
+    return w, b, False
+
+
+def build_layer(
+    mod: nn.Module, in_step: Tensor, in_bound: Tensor, out_step: Tensor, lo: int, hi: int,
+    fixed_out: bool = False,
+) -> tuple[IntLayer, Tensor]:
+    """Quantise one float conv layer; returns it and its actual per-channel output step.
+
+    The output step of channel o is ``w_step[o] * 2^S[o]``. With ``fixed_out`` it is
+    exactly ``out_step`` (the weight step is out_step / 2^S, the finest that fits the
+    weight range); otherwise the weight step is the finest that fits and S is chosen
+    so that the output step is within a factor sqrt(2) of ``out_step``.
+
+    Args:
+        in_step: per input channel, the real value of one integer unit of the input.
+        in_bound: per input channel, the largest |integer| the input can hold.
+        out_step: per output channel, the wanted real value of one unit of the output.
+        lo, hi: the output clamp.
+    """
+    w, b, upsample = _float_kernel(mod)
+    cout, cin, k, _ = w.shape
+    w_eff = w * in_step.double().view(1, cin, 1, 1)
+    wmax = (1 << (WEIGHT_BITS - 1)) - 1
+    amax = w_eff.abs().flatten(1).amax(1)
+    fine = torch.where(amax > 0, amax / wmax, b.abs().clamp(min=1e-12) / wmax)
+    out_step = out_step.double().expand(cout)
+    if fixed_out:
+        shift = torch.floor(torch.log2(out_step / fine))
+    else:
+        shift = torch.round(torch.log2(out_step / fine))
+    shift = shift.clamp(min=0).to(torch.int64)
+    w_step = out_step / torch.pow(2.0, shift.double()) if fixed_out else fine
+    actual_out = w_step * torch.pow(2.0, shift.double())
+    w_int = torch.round(w_eff / w_step.view(-1, 1, 1, 1))
+    if float(w_int.abs().max()) > wmax:
+        raise ValueError("integer weights out of range")
+    half = torch.where(shift > 0, torch.pow(2.0, (shift - 1).double()), torch.zeros(cout, dtype=torch.float64))
+    b_int = torch.round(b / w_step) + half
+    bound = (w_int.abs() * in_bound.double().view(1, cin, 1, 1)).flatten(1).sum(1) + b_int.abs()
+    if float(bound.max()) >= EXACT_LIMIT:
+        raise ValueError("integer layer would not be exact (accumulator bound >= 2^52)")
+    layer = IntLayer(weight=w_int.reshape(cout, -1), bias=b_int.view(-1, 1), shift=shift,
+                     lo=lo, hi=hi, kernel=k, upsample=upsample)
+    return layer, actual_out
+
+
+def _convs(seq: nn.Sequential) -> list[nn.Module]:
+    return [m for m in seq if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+
+
+class _RangeRecorder:
+    """Per-channel max |output| of every conv in a set of modules (forward hooks)."""
+
+    def __init__(self, modules: list[nn.Module]) -> None:
+        self.amax: dict[nn.Module, Tensor] = {}
+        self._handles = [m.register_forward_hook(self._hook) for m in modules]
+
+    def _hook(self, mod, inputs, output) -> None:
+        a = output.detach().abs().double().amax(dim=(0, 2, 3))
+        self.amax[mod] = torch.maximum(self.amax[mod], a) if mod in self.amax else a
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def _step_for(amax: Tensor, bound: int) -> Tensor:
+    """Per-channel step so that HEADROOM x the calibrated range fits in +-bound."""
+    return (amax.double() * HEADROOM).clamp(min=1e-6) / bound
+
+
+class IntegerEntropy:
+    """The integer h_s and ChARM nets, with the scale thresholds and the LRP table.
+
+    Built from a state dict of integer tensors (see :func:`quantize`); every method
+    takes and returns float64 tensors that hold integers (or int64 tensors).
+    """
+
+    def __init__(self, state: dict[str, Tensor], num_slices: int, max_support: int) -> None:
+        self.state = state
+        self.num_slices, self.max_support = num_slices, max_support
+
+        def stack(prefix: str) -> list[IntLayer]:
+            return [IntLayer.from_state(state, f"{prefix}.{j}") for j in range(3)]
+
+        self.hs_mean, self.hs_scale = stack("hs.mean"), stack("hs.scale")
+        self.mean = [stack(f"ctx.mean.{k}") for k in range(num_slices)]
+        self.scale = [stack(f"ctx.scale.{k}") for k in range(num_slices)]
+        self.lrp = [stack(f"ctx.lrp.{k}") for k in range(num_slices)]
+        self._thresholds = state["scale.thresholds"].to(torch.float64)
+        self.lut = state["lrp.lut"].to(torch.int64)
+        self.z_med = state["z.med"].to(torch.int64)
+        self.z_minsym = state["z.minsym"].to(torch.int64)
+
+    def z_hat(self, z_sym: Tensor) -> Tensor:
+        """z_hat in units of 2^-8 from shifted symbols (1, C, h, w) (0 .. length-1)."""
+        s = z_sym.to(torch.int64) + self.z_minsym.view(1, -1, 1, 1)
+        return (s * (1 << FRAC) + self.z_med.view(1, -1, 1, 1)).to(torch.float64)
+
+    def hyper(self, z_sym: Tensor) -> tuple[Tensor, Tensor]:
+        zf = self.z_hat(z_sym)
+        return run(self.hs_mean, zf), run(self.hs_scale, zf)
+
+    def _support(self, k: int, decoded: list[Tensor]) -> list[Tensor]:
+        return decoded[: min(k, self.max_support)]
+
+    def params(self, k: int, hm: Tensor, hs: Tensor, decoded: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """(mean in units of 2^-8, scale index), both int64, for slice k."""
+        sup = self._support(k, decoded)
+        mu = run(self.mean[k], torch.cat([hm, *sup], 1)).to(torch.int64)
+        sc = run(self.scale[k], torch.cat([hs, *sup], 1))
+        # the number of thresholds strictly below the scale (exact integer comparisons)
+        idx = torch.searchsorted(self._thresholds, sc.contiguous(), right=False)
+        return mu, idx
+
+    def refine(self, k: int, hm: Tensor, decoded: list[Tensor], y_q: Tensor) -> Tensor:
+        """The slice after LRP, in units of 2^-8 (float64 integers); y_q = sym*2^8 + mean.
+
+        y_q and the result are clamped to +-Y_LIMIT.
+        """
+        sup = self._support(k, decoded)
+        y_q = y_q.to(torch.int64).clamp(-Y_LIMIT, Y_LIMIT)
+        layers = self.lrp[k]
+        x = run(layers[:2], torch.cat([hm, *sup, y_q.to(torch.float64)], 1))
+        l_int = layers[2].requantize(layers[2].accumulate(x))  # clamped to [-L, L]
+        return (y_q + self.lut[l_int.to(torch.int64) + LRP_LIMIT]).clamp_(-Y_LIMIT, Y_LIMIT).to(torch.float64)
+
+
+def scale_thresholds(table: Tensor) -> Tensor:
+    """T[j] = floor(table[j] * 2^12), j = 0..62 (int64)."""
+    return torch.floor(table[:-1].double() * (1 << SCALE_FRAC)).to(torch.int64)
+
+
+def lrp_table() -> Tensor:
+    i = torch.arange(-LRP_LIMIT, LRP_LIMIT + 1, dtype=torch.float64)
+    return torch.round(0.5 * torch.tanh(i / (1 << FRAC)) * (1 << FRAC)).to(torch.int64)
+
+
+@torch.no_grad()
+def quantize(model, calib: list[Tensor], z_med: Tensor, z_minsym: Tensor, z_lengths: Tensor,
+             table: Tensor) -> dict[str, Tensor]:
+    """Integer h_s / ChARM parameters from a float CRDRModel (post-training quantisation).
+
+    Args:
+        model: the float CRDRModel (its h_a, h_s and context are used).
+        calib: latents y (1, M, h, w), float32, on which activation ranges are measured.
+        z_med, z_minsym, z_lengths: the z coding tables (float medians, ints).
+        table: the scale table (64 float values).
+    """
+    cfg = model.cfg
+    ctx = model.context
+    branches = [model.h_s.mean, model.h_s.scale]
+    nets = [*ctx.mean_nets, *ctx.scale_nets, *ctx.lrp_nets]
+    rec = _RangeRecorder([c for seq in branches + nets for c in _convs(seq)])
+    med_fx = torch.round(z_med.double() * (1 << FRAC)).to(torch.int64)
+    for y in calib:
+        z = model.h_a(y.float())
+        lo = z_minsym.view(1, -1, 1, 1).float()
+        hi = lo + z_lengths.view(1, -1, 1, 1).float() - 1
+        medf = (med_fx.double() / (1 << FRAC)).float().view(1, -1, 1, 1)
+        z_hat = torch.round(z - medf).clamp(min=lo, max=hi) + medf
+        hm, hs = model.h_s(z_hat)
+        decoded: list[Tensor] = []
+        for k, y_k in enumerate(y.float().chunk(cfg.num_slices, 1)):
+            mu, _ = ctx.params(k, hm, hs, decoded)
+            decoded.append(ctx.refine(k, hm, decoded, torch.round(y_k - mu) + mu))
+    rec.close()
+
+    a_max = (1 << ACT_BITS) - 1
+    state: dict[str, Tensor] = {}
+
+    def chain(prefix: str, convs: list[nn.Module], step: Tensor, bound: Tensor,
+              last_step: Tensor | None, last_lo: int, last_hi: int) -> Tensor:
+        """Quantise a 3-layer stack; returns the output step of its last layer."""
+        for j, mod in enumerate(convs):
+            cout = mod.out_channels
+            fixed = False
+            if j < len(convs) - 1:
+                out_step, lo, hi = _step_for(rec.amax[mod], a_max), 0, a_max
+            elif last_step is None:
+                out_step, lo, hi = _step_for(rec.amax[mod], a_max), -a_max, a_max
+            else:
+                out_step, lo, hi, fixed = last_step.expand(cout), last_lo, last_hi, True
+            layer, out_step = build_layer(mod, step, bound, out_step, lo, hi, fixed)
+            state.update(layer.state(f"{prefix}.{j}"))
+            step, bound = out_step, torch.full((cout,), float(max(abs(lo), abs(hi))), dtype=torch.float64)
+        return step
+
+    frac = torch.tensor(1.0 / (1 << FRAC), dtype=torch.float64)
+    z_bound = ((z_minsym.abs().double().clamp(min=0) + z_lengths.double()) * (1 << FRAC)
+               + med_fx.abs().double())
+    z_step = frac.expand(cfg.hyper)
+    hm_step = chain("hs.mean", _convs(model.h_s.mean), z_step, z_bound, None, 0, 0)
+    hs_step = chain("hs.scale", _convs(model.h_s.scale), z_step, z_bound, None, 0, 0)
+    h_bound = torch.full((cfg.latent,), float(a_max), dtype=torch.float64)
+    y_bound = float(Y_LIMIT)
+    s = cfg.slice_channels
+    for k in range(cfg.num_slices):
+        n = s * min(k, cfg.max_support)
+        sup_step, sup_bound = frac.expand(n), torch.full((n,), y_bound, dtype=torch.float64)
+        own_step, own_bound = frac.expand(s), torch.full((s,), y_bound, dtype=torch.float64)
+        chain(f"ctx.mean.{k}", _convs(ctx.mean_nets[k]), torch.cat([hm_step, sup_step]),
+              torch.cat([h_bound, sup_bound]), frac, -MEAN_LIMIT, MEAN_LIMIT)
+        chain(f"ctx.scale.{k}", _convs(ctx.scale_nets[k]), torch.cat([hs_step, sup_step]),
+              torch.cat([h_bound, sup_bound]), torch.tensor(1.0 / (1 << SCALE_FRAC), dtype=torch.float64),
+              -(1 << ACT_BITS), 1 << ACT_BITS)
+        chain(f"ctx.lrp.{k}", _convs(ctx.lrp_nets[k]), torch.cat([hm_step, sup_step, own_step]),
+              torch.cat([h_bound, sup_bound, own_bound]), frac, -LRP_LIMIT, LRP_LIMIT)
+    state["scale.thresholds"] = scale_thresholds(table)
+    state["lrp.lut"] = lrp_table()
+    state["z.med"] = med_fx
+    state["z.minsym"] = z_minsym.to(torch.int64)
+    return state

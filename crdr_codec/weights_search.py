@@ -1,0 +1,227 @@
+"""Finding the weights that decode a file: by the model id in its header.
+
+Every .crdr header carries a model id (the first 4 bytes of the weights fingerprint).
+A decoder given a file from another model looks for weights with that id, in order:
+
+1. the ``--weights`` value: a file, or a folder of ``*.pt`` files (without
+   ``--weights``: ``$CRDR_WEIGHTS`` if set);
+2. the folders in ``$CRDR_WEIGHTS_PATH`` (separated by ``os.pathsep``, ``:`` on Unix);
+3. the package's ``weights/`` folder.
+
+Folders are searched non-recursively, files in name order. Knowing a file's model id
+means loading it (about 0.3 s for the lite model), so the ids found are remembered in
+``${CRDR_CACHE_DIR:-~/.cache/crdr}/weights-ids.json`` as ``{path: [size, mtime_ns,
+id]}``; an entry is used only while the file's size and mtime are unchanged, and the
+chosen file's fingerprint is always verified after loading, so a stale cache can cost
+time but never pick wrong weights. An unwritable cache is silently skipped.
+
+Only the standard library is imported here; torch loads with the first weights file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .errors import CrdrError, ModelMismatchError, WeightsError
+
+ENV_PATH = "CRDR_WEIGHTS_PATH"
+ENV_DEFAULT = "CRDR_WEIGHTS"
+CACHE_NAME = "weights-ids.json"
+_CACHE_VERSION = 1
+MODEL_ID_BYTES = 4
+
+
+def package_weights_dir() -> Path:
+    """The ``weights/`` folder shipped next to the package."""
+    return Path(__file__).resolve().parent.parent / "weights"
+
+
+def cache_path(env=None) -> Path:
+    env = os.environ if env is None else env
+    root = env.get("CRDR_CACHE_DIR") or os.path.join("~", ".cache", "crdr")
+    return Path(root).expanduser() / CACHE_NAME
+
+
+class WeightsSearch:
+    """The ordered places to look for weights, and a lookup by model id.
+
+    Args:
+        weights: the ``--weights`` value: a weights file or a folder of ``*.pt`` files
+            (None: ``$CRDR_WEIGHTS`` if set, else nothing before the search path).
+        env: environment to read ``CRDR_WEIGHTS``, ``CRDR_WEIGHTS_PATH`` and
+            ``CRDR_CACHE_DIR`` from (default ``os.environ``).
+        use_cache: remember model ids on disk between runs.
+
+    Raises:
+        WeightsError: ``weights`` (or ``$CRDR_WEIGHTS``) names nothing that exists.
+    """
+
+    def __init__(self, weights: str | os.PathLike | None = None, env=None,
+                 use_cache: bool = True) -> None:
+        env = os.environ if env is None else env
+        # (path, is_dir, how it was named for messages)
+        self.places: list[tuple[Path, bool, str]] = []
+        explicit = weights if weights is not None else env.get(ENV_DEFAULT) or None
+        self.explicit: Path | None = None
+        if explicit is not None:
+            p = Path(explicit).expanduser()
+            source = "--weights" if weights is not None else f"${ENV_DEFAULT}"
+            if p.is_dir():
+                self.places.append((p, True, source))
+            elif p.is_file():
+                self.places.append((p, False, source))
+                self.explicit = p
+            else:
+                raise WeightsError(f"weights file not found: {p} ({source})")
+        for d in env.get(ENV_PATH, "").split(os.pathsep):
+            if d.strip():
+                self.places.append((Path(d).expanduser(), True, f"${ENV_PATH}"))
+        self.places.append((package_weights_dir(), True, "package"))
+        self._cache_file = cache_path(env) if use_cache else None
+        self._cache: dict | None = None
+        self._cache_dirty = False
+        self._ids: dict[Path, bytes | None] = {}  # this process: resolved path -> id (None: unreadable)
+
+    # ----------------------------------------------------------------- candidates
+    def candidates(self) -> list[Path]:
+        """Weights files in search order (each once; missing folders are skipped)."""
+        out: list[Path] = []
+        seen: set[Path] = set()
+        for p, is_dir, _ in self.places:
+            if is_dir:
+                try:
+                    files = sorted(f for f in p.glob("*.pt") if f.is_file())
+                except OSError:
+                    files = []
+            else:
+                files = [p]
+            for f in files:
+                key = f.resolve()
+                if key not in seen:
+                    seen.add(key)
+                    out.append(f)
+        return out
+
+    def describe_places(self) -> str:
+        parts = []
+        for p, is_dir, source in self.places:
+            shown = f"{p}{os.sep}" if is_dir else str(p)
+            parts.append(f"{shown} ({source})" if source != "package" else shown)
+        return ", ".join(parts)
+
+    # ----------------------------------------------------------------- cache
+    def _load_cache(self) -> dict:
+        if self._cache is None:
+            self._cache = {}
+            if self._cache_file is not None:
+                try:
+                    raw = json.loads(self._cache_file.read_text(encoding="utf-8"))
+                    if isinstance(raw, dict) and raw.get("version") == _CACHE_VERSION \
+                            and isinstance(raw.get("entries"), dict):
+                        self._cache = raw["entries"]
+                except (OSError, ValueError):
+                    pass
+        return self._cache
+
+    @staticmethod
+    def _stamp(path: Path) -> tuple[int, int] | None:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return st.st_size, st.st_mtime_ns
+
+    def _cached_id(self, path: Path) -> tuple[bool, bytes | None]:
+        """(known, id) for a file: from this process, else from an up-to-date cache entry."""
+        key = path.resolve()
+        if key in self._ids:
+            return True, self._ids[key]
+        entry = self._load_cache().get(str(key))
+        stamp = self._stamp(key)
+        if (isinstance(entry, list) and len(entry) == 3 and stamp is not None
+                and (entry[0], entry[1]) == stamp):
+            try:
+                mid = None if entry[2] is None else bytes.fromhex(entry[2])
+            except (TypeError, ValueError):
+                return False, None
+            self._ids[key] = mid
+            return True, mid
+        return False, None
+
+    def _remember(self, path: Path, model_id: bytes | None) -> None:
+        key = path.resolve()
+        self._ids[key] = model_id
+        stamp = self._stamp(key)
+        if stamp is not None and self._cache_file is not None:
+            self._load_cache()[str(key)] = [stamp[0], stamp[1], None if model_id is None else model_id.hex()]
+            self._cache_dirty = True
+
+    def _save_cache(self) -> None:
+        if not self._cache_dirty or self._cache_file is None:
+            return
+        self._cache_dirty = False
+        entries = {k: v for k, v in self._load_cache().items() if os.path.exists(k)}
+        try:
+            from .fileutil import atomic_write_bytes
+
+            self._cache_file.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self._cache_file, json.dumps(
+                {"version": _CACHE_VERSION, "entries": entries}, indent=0, sort_keys=True).encode())
+        except (OSError, CrdrError):
+            pass  # a cache is an optimisation only
+
+    # ----------------------------------------------------------------- lookup
+    def _load(self, path: Path):
+        from .weights import load_weights
+
+        try:
+            model, fp = load_weights(path)
+        except WeightsError:
+            self._remember(path, None)
+            if self.explicit is not None and path == self.explicit:
+                raise  # the user named this file: say what is wrong with it
+            return None
+        self._remember(path, fp[:MODEL_ID_BYTES])
+        return model, fp
+
+    def find(self, model_id: bytes):
+        """Load the weights whose model id is ``model_id``.
+
+        Candidates whose id is already known (cache) are tried first; the others are
+        loaded one by one in search order until one matches.
+
+        Returns:
+            (model, fingerprint, path)
+        Raises:
+            ModelMismatchError: no weights with that id; the message names the id and
+                every place searched.
+            WeightsError: the explicitly given weights file cannot be read.
+        """
+        model_id = bytes(model_id)
+        try:
+            cands = self.candidates()
+            unknown: list[Path] = []
+            for path in cands:
+                known, mid = self._cached_id(path)
+                if not known:
+                    unknown.append(path)
+                elif mid == model_id:
+                    got = self._load(path)
+                    if got is not None and got[1][:MODEL_ID_BYTES] == model_id:
+                        return got[0], got[1], path
+            for path in unknown:
+                got = self._load(path)
+                if got is not None and got[1][:MODEL_ID_BYTES] == model_id:
+                    return got[0], got[1], path
+        finally:
+            self._save_cache()
+        unreadable = sum(1 for p in cands if self._ids.get(p.resolve(), b"") is None)
+        extra = f" ({unreadable} file{'s' if unreadable != 1 else ''} there could not be read)" \
+            if unreadable else ""
+        raise ModelMismatchError(
+            f"file was written by model {model_id.hex()}; no weights with that model id in "
+            f"{self.describe_places()}{extra}; give them with --weights FILE|DIR or "
+            f"${ENV_PATH}"
+        )

@@ -1,0 +1,86 @@
+"""Golden files: .crdr files made with the shipped weights on another machine.
+
+CI machines differ from the one that made them (CPU model, thread count, possibly torch
+version), so this is a real cross-machine test: the integer latent must be reproduced
+exactly, under the default float settings and with oneDNN off at 1, 2 and 3 threads;
+the decoded pixels must be within the stated tolerance of the stored references (the
+synthesis transform is float arithmetic).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from crdr_codec.weights import default_weights_path
+
+GOLDEN = Path(__file__).parent / "golden"
+EXPECTED = json.loads((GOLDEN / "expected.json").read_text())
+#: Decoded pixels may differ from the reference by at most this many levels anywhere,
+#: and by this mean absolute difference.
+MAX_LEVELS, MAX_MEAN = 3, 0.05
+
+pytestmark = [pytest.mark.weights, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from crdr_codec.codec import Codec
+
+    path = default_weights_path()
+    codec = Codec(path, device="cpu")
+    if codec.model_id.hex() != EXPECTED["model_id"]:
+        pytest.fail(f"the golden files were made by model {EXPECTED['model_id']}, the shipped "
+                    f"weights are {codec.model_id.hex()}: run scripts/make_golden.py")
+    return codec
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED["files"]))
+def test_golden_file_decodes_exactly(shipped, name):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    from make_golden import latent_digest
+
+    exp = EXPECTED["files"][name]
+    data = (GOLDEN / name).read_bytes()
+    assert latent_digest(shipped, data) == (exp["latent_sha256"], exp["check"])
+    for beta, png in exp["decodes"].items():
+        ref = np.asarray(Image.open(GOLDEN / png)).astype(np.int16)
+        got = shipped.decode(data, float(beta)).astype(np.int16)
+        diff = np.abs(got - ref)
+        assert got.shape == ref.shape
+        assert diff.max() <= MAX_LEVELS and diff.mean() <= MAX_MEAN, (beta, diff.max(), diff.mean())
+
+
+_WORKER = textwrap.dedent("""
+    import json, sys, torch
+    torch.backends.mkldnn.enabled = False
+    torch.set_num_threads(int(sys.argv[1]))
+    sys.path.insert(0, sys.argv[3])
+    from make_golden import latent_digest
+    from crdr_codec.codec import Codec
+    from pathlib import Path
+    codec = Codec(None, device="cpu")
+    g = Path(sys.argv[2])
+    print(json.dumps({n: list(latent_digest(codec, (g / n).read_bytes()))
+                      for n in sorted(json.loads((g / "expected.json").read_text())["files"])}))
+""")
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_golden_latents_with_onednn_off(shipped, threads):
+    scripts = Path(__file__).resolve().parent.parent / "scripts"
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    out = subprocess.run([sys.executable, "-c", _WORKER, str(threads), str(GOLDEN), str(scripts)],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    for name, exp in EXPECTED["files"].items():
+        assert got[name] == [exp["latent_sha256"], exp["check"]], name

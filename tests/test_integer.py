@@ -1,0 +1,185 @@
+"""The exact integer entropy model: arithmetic against a pure-integer reference,
+independence from threads and oneDNN, and the integer coding tables."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import make_tiny_model, natural_image
+from crdr_codec.entropy import coder
+from crdr_codec.entropy.integer import (
+    EXACT_LIMIT, FRAC, LRP_LIMIT, WEIGHT_BITS, IntLayer, build_layer, lrp_table,
+)
+from crdr_codec.image_io import pad_to_multiple, to_tensor
+
+
+def reference_layer(layer: IntLayer, x: np.ndarray) -> np.ndarray:
+    """The documented arithmetic with Python integers (object arrays): no floats at all."""
+    k = layer.kernel
+    w = layer.weight.to(torch.int64).numpy().astype(object).reshape(layer.weight.shape[0], -1, k, k)
+    x = x.astype(object)
+    c, h, wd = x.shape
+    if layer.upsample:  # zero insertion: x at even positions of a (2h, 2w) grid
+        up = np.zeros((c, 2 * h, 2 * wd), dtype=object)
+        up[:, ::2, ::2] = x
+        x, h, wd = up, 2 * h, 2 * wd
+    p = k // 2
+    xp = np.zeros((c, h + 2 * p, wd + 2 * p), dtype=object)
+    xp[:, p : p + h, p : p + wd] = x
+    out = np.empty((w.shape[0], h, wd), dtype=object)
+    bias = [int(v) for v in layer.bias.view(-1).to(torch.int64)]
+    shift = [int(v) for v in layer.shift]
+    for o in range(w.shape[0]):
+        acc = np.full((h, wd), bias[o], dtype=object)
+        for a in range(k):
+            for b in range(k):
+                acc = acc + np.tensordot(w[o, :, a, b], xp[:, a : a + h, b : b + wd], axes=(0, 0))
+        out[o] = np.vectorize(lambda v: min(max(v >> shift[o], layer.lo), layer.hi))(acc)
+    return out
+
+
+def _random_layer(conv: nn.Module, cin: int, seed: int, lo: int, hi: int):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        conv.weight.normal_(0, 0.2)
+        conv.bias.normal_(0, 0.5)
+    in_step = torch.full((cin,), 1 / 256, dtype=torch.float64)
+    bound = torch.full((cin,), 4096.0, dtype=torch.float64)
+    return build_layer(conv, in_step, bound, torch.tensor(0.01), lo, hi)
+
+
+@pytest.mark.parametrize("kind", ["conv5", "conv3", "deconv"])
+def test_integer_layer_matches_pure_integer_reference(kind):
+    cin, cout = 6, 5
+    conv = {
+        "conv5": nn.Conv2d(cin, cout, 5, padding=2),
+        "conv3": nn.Conv2d(cin, cout, 3, padding=1),
+        "deconv": nn.ConvTranspose2d(cin, cout, 5, 2, 2, 1),
+    }[kind]
+    layer, out_step = _random_layer(conv, cin, seed=3, lo=-(1 << 16) + 1, hi=(1 << 16) - 1)
+    rng = np.random.default_rng(0)
+    x = rng.integers(-4096, 4097, size=(cin, 7, 9))
+    got = layer(torch.from_numpy(x).double()[None])[0].to(torch.int64).numpy()
+    want = reference_layer(layer, x).astype(np.int64)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    # and the layer is the float layer it was quantised from, up to rounding
+    with torch.no_grad():
+        ref = conv(torch.from_numpy(x).float()[None] / 256)[0].double() / out_step.view(-1, 1, 1)
+    err = (torch.from_numpy(got).double() - ref).abs()
+    assert float(err.max()) < 0.02 * float(ref.abs().max()) + 2
+
+
+def test_layer_refuses_weights_whose_sums_could_be_inexact():
+    conv = nn.Conv2d(4, 2, 3, padding=1)
+    in_step = torch.ones(4, dtype=torch.float64)
+    bound = torch.full((4,), 2.0**40, dtype=torch.float64)  # |x| up to 2^40: sums overflow 2^52
+    with pytest.raises(ValueError, match="exact"):
+        build_layer(conv, in_step, bound, torch.tensor(1.0), -1, 1)
+
+
+def test_lrp_table_is_half_tanh_in_fixed_point():
+    t = lrp_table()
+    assert len(t) == 2 * LRP_LIMIT + 1 and int(t[LRP_LIMIT]) == 0
+    assert int(t[-1]) == (1 << FRAC) // 2 and int(t[0]) == -((1 << FRAC) // 2)
+    assert bool((t[1:] >= t[:-1]).all())
+
+
+# ------------------------------------------------------------------ whole entropy model
+
+_SCRIPT = textwrap.dedent("""
+    import hashlib, sys, torch
+    torch.backends.mkldnn.enabled = {onednn}
+    torch.set_num_threads({threads})
+    from crdr_codec.weights import load_weights
+    m, _ = load_weights(sys.argv[1])
+    ie, _ = m._coder()
+    g = torch.Generator().manual_seed(5)
+    lengths = m.entropy_state["z.lengths"]
+    z = (torch.rand(1, len(lengths), 3, 5, generator=g) * lengths.view(1, -1, 1, 1)).long()
+    hm, hs = ie.hyper(z)
+    h = hashlib.sha256()
+    dec = []
+    for k in range(m.cfg.num_slices):
+        mu, idx = ie.params(k, hm, hs, dec)
+        res = (torch.randn(mu.shape, generator=g) * 3).round().long()
+        dec.append(ie.refine(k, hm, dec, res * 256 + mu))
+        for t in (mu, idx, dec[-1]):
+            h.update(t.to(torch.int64).numpy().tobytes())
+    print(h.hexdigest())
+""")
+
+
+def _digest(weights: str, threads: int, onednn: bool) -> str:
+    code = _SCRIPT.format(threads=threads, onednn=onednn)
+    env_threads = {"OMP_NUM_THREADS": str(threads)}
+    import os
+
+    out = subprocess.run([sys.executable, "-c", code, weights], capture_output=True, text=True,
+                         env={**os.environ, **env_threads}, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+@pytest.mark.slow
+def test_entropy_parameters_identical_across_threads_and_onednn(tiny_weights):
+    """Means, scale indices and refined latents are bit-identical in every float setting."""
+    digests = {
+        (t, o): _digest(tiny_weights, t, o) for t, o in [(1, True), (2, True), (3, True), (1, False), (3, False)]
+    }
+    assert len(set(digests.values())) == 1, digests
+
+
+def test_coded_symbols_survive_perturbed_float_settings(codec):
+    """Encode with one float setting, entropy-decode with others: the latent is exact."""
+    x = pad_to_multiple(to_tensor(natural_image(128, 192, seed=4)))
+    m = codec.model
+    coded = m.compress(x, 2.3)
+    old_threads, old_onednn = torch.get_num_threads(), torch.backends.mkldnn.enabled
+    try:
+        for threads, onednn in [(1, False), (2, True), (3, False)]:
+            torch.set_num_threads(threads)
+            torch.backends.mkldnn.enabled = onednn
+            y_hat, check = m.decode_latent(coded.payload, 128, 192)
+            assert torch.equal(y_hat, coded.y_hat) and check == coded.check
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.backends.mkldnn.enabled = old_onednn
+
+
+# ------------------------------------------------------------------ integer tables
+
+
+def test_integer_frequencies_are_valid():
+    for sigma in (0.11, 0.5, 3.0, 40.0, 256.0):
+        r = coder.y_limit(sigma)
+        f = coder.gaussian_frequencies(sigma, r)
+        assert len(f) == 2 * r + 1 and f.min() >= 1 and int(f.sum()) == coder.TOTAL
+        assert int(np.argmax(f)) == r  # the mode is the zero residual
+    f = coder.integer_frequencies(np.array([0.0, 1e-12, 0.3, 0.7]))
+    assert f.min() >= 1 and int(f.sum()) == coder.TOTAL
+
+
+def test_constriction_codes_with_our_exact_frequencies():
+    """constriction's quantisation of (freq - 1) reproduces our integer table exactly:
+    coding n copies of a symbol costs n * log2(2^24 / freq) bits (up to the flush)."""
+    import constriction
+
+    freq = np.array([1, 2, 3, 7, coder.TOTAL - 13], dtype=np.int64)
+    model = coder._model(freq)
+    for s, n in [(0, 3000), (1, 3000), (3, 3000)]:
+        enc = constriction.stream.queue.RangeEncoder()
+        enc.encode(np.full(n, s, dtype=np.int32), model)
+        ideal = n * np.log2(coder.TOTAL / freq[s])
+        assert abs(enc.num_bits() - ideal) <= 64, (s, enc.num_bits(), ideal)
+
+
+def test_weight_bits_fit_storage():
+    assert WEIGHT_BITS <= 16 and EXACT_LIMIT <= 2**53
