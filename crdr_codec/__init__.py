@@ -5,6 +5,6 @@ and Realism: Towards a Single Comprehensive Neural Image Compression Model", WAC
 Importing this package does not import torch; the heavy modules load on first use.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["__version__"]
