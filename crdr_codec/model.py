@@ -262,3 +262,18 @@ def synthetic_calibration(model: CRDRModel, size: int = 128, count: int = 4) -> 
         for q in (0.0, 2.0, 4.0):
             out.append(model.analyze(x.to(dev), q))
     return out
+
+
+@torch.no_grad()
+def image_calibration(model: CRDRModel, images: list, crop: int = 512) -> list[Tensor]:
+    """Calibration latents from real photos: the top-left ``crop`` pixels of each
+    (H, W, 3) uint8 image at q = 0, 1, 2, 3, 4 (for :meth:`CRDRModel.quantize_entropy`)."""
+    from .config import NUM_LEVELS, PAD_MULTIPLE
+    from .image_io import pad_to_multiple, to_tensor
+
+    dev = next(model.g_a.parameters()).device
+    out = []
+    for rgb in images:
+        x = pad_to_multiple(to_tensor(rgb[:crop, :crop]), PAD_MULTIPLE).to(dev)
+        out += [model.analyze(x, float(q)) for q in range(NUM_LEVELS)]
+    return out

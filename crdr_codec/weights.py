@@ -19,6 +19,7 @@ decoded with a different model.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -104,6 +105,21 @@ def save_weights(
     return record_fingerprint(rec)
 
 
+@contextlib.contextmanager
+def _no_random_init():
+    """Skip the random initialisation of conv and linear layers (every parameter is then
+    overwritten by a strict state-dict load): saves ~0.1 s per model load."""
+    kinds = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
+    saved = [k.reset_parameters for k in kinds]
+    try:
+        for k in kinds:
+            k.reset_parameters = lambda self: None
+        yield
+    finally:
+        for k, f in zip(kinds, saved):
+            k.reset_parameters = f
+
+
 def model_from_record(rec: dict, source: str = "weights") -> tuple[CRDRModel, bytes]:
     if not isinstance(rec, dict) or rec.get("format") != FORMAT:
         raise WeightsError(f"{source}: not a crdr weights file")
@@ -111,7 +127,8 @@ def model_from_record(rec: dict, source: str = "weights") -> tuple[CRDRModel, by
         raise WeightsError(f"{source}: unsupported weights version {rec.get('version')}")
     try:
         cfg = ModelConfig.from_dict(rec["config"])
-        model = CRDRModel(cfg)
+        with _no_random_init():
+            model = CRDRModel(cfg)
         state = {k: v.float() if v.is_floating_point() else v for k, v in rec["state_dict"].items()}
         model.load_state_dict(state, strict=True)
         model.set_z_tables(rec["z_tables"])

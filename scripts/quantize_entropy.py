@@ -20,8 +20,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from crdr_codec.config import PAD_MULTIPLE  # noqa: E402
-from crdr_codec.image_io import pad_to_multiple, read_image, to_tensor  # noqa: E402
+from crdr_codec.image_io import read_image  # noqa: E402
+from crdr_codec.model import image_calibration  # noqa: E402
 from crdr_codec.train.data import list_images  # noqa: E402
 from crdr_codec.weights import load_weights, save_weights  # noqa: E402
 
@@ -30,13 +30,7 @@ def calibration_latents(model, folder: str, images: int, crop: int) -> list[torc
     files = sorted(list_images([folder]))[:images]
     if not files:
         raise SystemExit(f"quantize_entropy: no images in {folder}")
-    out = []
-    for f in files:
-        rgb = read_image(f)[:crop, :crop]
-        x = pad_to_multiple(to_tensor(rgb), PAD_MULTIPLE)
-        for q in range(5):
-            out.append(model.analyze(x, float(q)))
-    return out
+    return image_calibration(model, [read_image(f) for f in files], crop)
 
 
 def main() -> None:

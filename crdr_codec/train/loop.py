@@ -251,13 +251,20 @@ class Trainer:
         self._log(f"stage {self.stage} initialised from {path}")
 
     def export(self, path: str | os.PathLike, half: bool = True) -> bytes:
-        model = inference_model(self.net)
+        """Write inference weights; the integer entropy model is calibrated on the
+        validation images (synthetic images when there are none)."""
+        from ..image_io import read_image
+        from ..model import image_calibration
+
+        model = inference_model(self.net).cpu()
         meta = {
             "stage": self.stage,
             "step": self.step,
             "z_prior": {k: v.detach().cpu() for k, v in self.net.z_prior.state_dict().items()},
         }
-        return save_weights(path, model, half=half, meta=meta)
+        files = list_images([self.cfg.val_data])[: self.cfg.val_images] if self.cfg.val_data else []
+        calib = image_calibration(model, [read_image(f) for f in files]) if files else None
+        return save_weights(path, model, half=half, meta=meta, calib=calib)
 
     # ------------------------------------------------------------ one step
     def _sample_controls(self, g: torch.Generator) -> tuple[int, float]:
