@@ -62,7 +62,7 @@ EXACT_LIMIT = 1 << 52  # bound on the sum of |terms| of one output (float64 exac
 
 @dataclass
 class IntLayer:
-    weight: Tensor  # float64 holding integers, (cout, cin * k * k)
+    weight: Tensor  # integers (int16, or float64 holding integers), (cout, cin, k, k)
     bias: Tensor  # float64 holding integers, (cout, 1): b + 2^(S-1) (the rounding offset)
     shift: Tensor  # int64 (cout,): S
     lo: int
@@ -73,13 +73,14 @@ class IntLayer:
     def __post_init__(self) -> None:
         self._scale = torch.pow(2.0, -self.shift.to(torch.float64)).view(1, -1, 1, 1)
         k, cout = self.kernel, self.weight.shape[0]
-        # (k*k, cout, cin): the weights of each kernel offset, contiguous
-        self._taps = self.weight.view(cout, -1, k, k).permute(2, 3, 0, 1).reshape(k * k, cout, -1).contiguous()
+        # (k*k, cout, cin) float64: the weights of each kernel offset, contiguous
+        taps = self.weight.view(cout, -1, k, k).permute(2, 3, 0, 1).contiguous()
+        self._taps = taps.to(torch.float64).view(k * k, cout, -1)
 
     def state(self, prefix: str) -> dict[str, Tensor]:
         cout = self.weight.shape[0]
         return {
-            f"{prefix}.weight": self.weight.to(torch.int16).view(cout, -1, self.kernel, self.kernel),
+            f"{prefix}.weight": self.weight.to(torch.int16).view(cout, -1, self.kernel, self.kernel).clone(),
             f"{prefix}.bias": self.bias.view(-1).to(torch.int64),
             f"{prefix}.shift": self.shift.clone(),
             f"{prefix}.range": torch.tensor([self.lo, self.hi, int(self.upsample)], dtype=torch.int64),
@@ -90,7 +91,7 @@ class IntLayer:
         w = s[f"{prefix}.weight"]
         lo, hi, up = (int(v) for v in s[f"{prefix}.range"])
         return cls(
-            weight=w.to(torch.float64).reshape(w.shape[0], -1),
+            weight=w,
             bias=s[f"{prefix}.bias"].to(torch.float64).view(-1, 1),
             shift=s[f"{prefix}.shift"].to(torch.int64),
             lo=lo, hi=hi, kernel=int(w.shape[-1]), upsample=bool(up),
@@ -191,7 +192,7 @@ def build_layer(
     bound = (w_int.abs() * in_bound.double().view(1, cin, 1, 1)).flatten(1).sum(1) + b_int.abs()
     if float(bound.max()) >= EXACT_LIMIT:
         raise ValueError("integer layer would not be exact (accumulator bound >= 2^52)")
-    layer = IntLayer(weight=w_int.reshape(cout, -1), bias=b_int.view(-1, 1), shift=shift,
+    layer = IntLayer(weight=w_int.to(torch.int16), bias=b_int.view(-1, 1), shift=shift,
                      lo=lo, hi=hi, kernel=k, upsample=upsample)
     return layer, actual_out
 
