@@ -194,6 +194,12 @@ def encode(inputs, output_dir, q, target_bpp, alpha, weights, device, max_pixels
     pairs = _plan(inputs, output_dir, ".crdr")
     for src, dst in pairs:
         _check_paths(src, dst)
+        if dst != "-" and Path(dst).suffix.lower() != ".crdr":
+            # `crdr encode a.png b.png` (a forgotten -o) must not replace b.png with .crdr bytes
+            raise CrdrError(
+                f"output {dst} does not end in .crdr; refusing to write compressed data there "
+                "(to encode several images use -o DIR)"
+            )
     from .codec import Codec
     from .image_io import read_image
 

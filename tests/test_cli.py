@@ -580,3 +580,16 @@ def test_encode_and_decode_do_not_use_compressai(tiny_weights, png, tmp_path):
     assert not mods, mods
     """)
     assert image_size(dec) == (56, 40)
+
+
+@pytest.mark.parametrize("second", ["b.png", "x.jpg", "notes.txt"])
+def test_encode_refuses_an_output_that_is_not_crdr(runner, tiny_weights, png, tmp_path, second):
+    """`crdr encode a.png b.png` (a forgotten -o) once wrote .crdr bytes over b.png."""
+    other = tmp_path / second
+    Image.fromarray(natural_image(16, 16)).save(other) if second != "notes.txt" else other.write_text("keep")
+    before = other.read_bytes()
+    res = crdr(runner, "encode", png, other, "--weights", tiny_weights)
+    assert res.exit_code != 0
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and second in lines[0] and ".crdr" in lines[0]
+    assert other.read_bytes() == before
