@@ -71,7 +71,9 @@ class IntLayer:
     upsample: bool  # transposed conv, stride 2: zero insertion, then this conv
 
     def __post_init__(self) -> None:
-        self._scale = torch.pow(2.0, -self.shift.to(torch.float64)).view(1, -1, 1, 1)
+        # 2^-S built with ldexp (exact by definition; a pow() may be off by an ulp somewhere)
+        scale = [math.ldexp(1.0, -int(v)) for v in self.shift]
+        self._scale = torch.tensor(scale, dtype=torch.float64).view(1, -1, 1, 1)
         k, cout = self.kernel, self.weight.shape[0]
         # (k*k, cout, cin) float64: the weights of each kernel offset, contiguous
         taps = self.weight.view(cout, -1, k, k).permute(2, 3, 0, 1).contiguous()
