@@ -102,6 +102,13 @@ def _check_paths(src: str, dst: str) -> None:
             raise CrdrError(f"cannot write {dst}: folder {parent} does not exist")
 
 
+def _refuse_terminal(dst: str) -> None:
+    """Binary output to a terminal is never what the user meant."""
+    if dst == "-" and sys.stdout.isatty():
+        raise CrdrError("refusing to write binary data to a terminal; redirect it (> file) "
+                        "or give an output file")
+
+
 def _read_input(src: str) -> bytes | str:
     return sys.stdin.buffer.read() if src == "-" else src
 
@@ -200,13 +207,18 @@ def encode(inputs, output_dir, q, target_bpp, alpha, weights, device, max_pixels
                 f"output {dst} does not end in .crdr; refusing to write compressed data there "
                 "(to encode several images use -o DIR)"
             )
-    from .codec import Codec
+        _refuse_terminal(dst)
     from .image_io import read_image
 
-    codec = Codec(weights, device=device, max_pixels=max_pixels)
+    loaded = []  # the Codec, loaded once the first image has been read
 
     def work(src: str, dst: str) -> str:
         rgb = read_image(_read_input(src), alpha=alpha, name=_name(src), max_pixels=max_pixels)
+        if not loaded:  # a missing or bad input is reported without loading the model
+            from .codec import Codec
+
+            loaded.append(Codec(weights, device=device, max_pixels=max_pixels))
+        codec = loaded[0]
         if target_bpp is not None:
             res = codec.encode_to_bpp(rgb, target_bpp)
         else:
@@ -249,16 +261,27 @@ def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, quiet) ->
     tune_malloc()
     from .bitstream import unpack
     from .config import check_beta
-    from .image_io import format_from_extension
+    from .image_io import _canonical_format, format_from_extension
     from .limits import check_pixels
     from .weights_search import WeightsSearch
 
     check_beta(beta)
-    fmt_name = fmt or "png"
-    pairs = _plan(inputs, output_dir, "." + ("jpg" if fmt_name in ("jpeg", "jpg") else fmt_name))
+    fmt_name = _canonical_format(fmt) if fmt is not None else "png"
+    pairs = _plan(inputs, output_dir, "." + ("jpg" if fmt_name == "jpeg" else fmt_name))
     for src, dst in pairs:
         _check_paths(src, dst)
-        format_from_extension(dst if fmt is None and dst != "-" else "x." + fmt_name)
+        _refuse_terminal(dst)
+        if dst != "-" and output_dir is None:
+            if fmt is None:
+                format_from_extension(dst)  # an unknown extension fails before any work
+            elif Path(dst).suffix:
+                try:
+                    implied = format_from_extension(dst)
+                except CrdrError:  # not an image extension: --format decides
+                    implied = fmt_name
+                if implied != fmt_name:
+                    raise CrdrError(f"output {dst} has the extension of {implied}, but --format "
+                                    f"is {fmt_name}; make them agree")
     search = WeightsSearch(weights)
     codecs: dict[bytes, object] = {}  # model id -> Codec, loaded on first use
 

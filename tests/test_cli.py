@@ -593,3 +593,39 @@ def test_encode_refuses_an_output_that_is_not_crdr(runner, tiny_weights, png, tm
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and second in lines[0] and ".crdr" in lines[0]
     assert other.read_bytes() == before
+
+
+def test_decode_format_must_agree_with_the_output_extension(runner, encoded, tmp_path):
+    _, src = encoded
+    out = tmp_path / "out.png"
+    res = crdr(runner, "decode", src, out, "--format", "jpeg")
+    assert res.exit_code != 0 and "out.png" in res.stderr and "jpeg" in res.stderr
+    assert not out.exists()
+
+
+def test_unknown_format_names_no_made_up_file(runner, encoded, tmp_path):
+    _, src = encoded
+    res = crdr(runner, "decode", src, "-o", tmp_path, "--format", "gif")
+    assert res.exit_code != 0 and "gif" in res.stderr and "x.gif" not in res.stderr
+
+
+def test_missing_input_is_reported_without_loading_the_model(runner, tmp_path, monkeypatch):
+    import crdr_codec.codec
+
+    def no_load(*a, **k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(crdr_codec.codec, "Codec", no_load)
+    for bad in (tmp_path / "missing.png", tmp_path):
+        res = crdr(runner, "encode", bad, tmp_path / "x.crdr")
+        assert res.exit_code == 1 and str(bad) in res.stderr and "loaded" not in res.stderr
+
+
+def test_binary_output_to_a_terminal_is_refused(encoded, monkeypatch):
+    from crdr_codec import cli
+    from crdr_codec.errors import CrdrError
+
+    monkeypatch.setattr(cli.sys.stdout, "isatty", lambda: True, raising=False)
+    with pytest.raises(CrdrError, match="terminal"):
+        cli._refuse_terminal("-")
+    cli._refuse_terminal("out.png")  # a file is fine
