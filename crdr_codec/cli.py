@@ -181,8 +181,11 @@ def _named(e: CrdrError, src: str) -> CrdrError:
 @_weights_option
 @_device_option
 @_max_pixels_option
+@click.option("--strip", is_flag=True,
+              help="Store no metadata (ICC profile, EXIF, XMP); by default they are carried.")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
-def encode(inputs, output_dir, q, target_bpp, alpha, weights, device, max_pixels, quiet) -> None:
+def encode(inputs, output_dir, q, target_bpp, alpha, weights, device, max_pixels, strip,
+           quiet) -> None:
     """Compress images into .crdr files.
 
     \b
@@ -208,21 +211,28 @@ def encode(inputs, output_dir, q, target_bpp, alpha, weights, device, max_pixels
                 "(to encode several images use -o DIR)"
             )
         _refuse_terminal(dst)
+    from . import metadata
     from .image_io import read_image
 
     loaded = []  # the Codec, loaded once the first image has been read
 
     def work(src: str, dst: str) -> str:
-        rgb = read_image(_read_input(src), alpha=alpha, name=_name(src), max_pixels=max_pixels)
+        found: list = []
+        rgb = read_image(_read_input(src), alpha=alpha, name=_name(src), max_pixels=max_pixels,
+                         meta=found)
+        meta = found[0]
+        if strip:  # no metadata; the colour mode is about the pixels and stays
+            meta = metadata.Metadata(grayscale=meta.grayscale)
+        sections = metadata.to_sections(meta)
         if not loaded:  # a missing or bad input is reported without loading the model
             from .codec import Codec
 
             loaded.append(Codec(weights, device=device, max_pixels=max_pixels))
         codec = loaded[0]
         if target_bpp is not None:
-            res = codec.encode_to_bpp(rgb, target_bpp)
+            res = codec.encode_to_bpp(rgb, target_bpp, sections=sections)
         else:
-            res = codec.encode(rgb, q)
+            res = codec.encode(rgb, q, sections)
         _write_output(dst, res.data)
         h, w = rgb.shape[:2]
         bpp = len(res.data) * 8 / (h * w)
@@ -248,8 +258,10 @@ def encode(inputs, output_dir, q, target_bpp, alpha, weights, device, max_pixels
                    "shipped weights/ folder.")
 @_device_option
 @_max_pixels_option
+@click.option("--strip", is_flag=True,
+              help="Write no metadata from the file (ICC profile, EXIF, XMP) into the image.")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
-def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, quiet) -> None:
+def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, strip, quiet) -> None:
     """Decompress .crdr files into images; beta picks the distortion/realism balance.
 
     The weights are chosen by the model id in each file's header (see --weights).
@@ -304,15 +316,19 @@ def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, quiet) ->
         data = _read_crdr(src)
         # Header checks first: a damaged, forged or oversized file costs no model work
         # (not even importing torch when it is the first file).
-        header, _, _ = unpack(data)
+        header, _, sections = unpack(data)
         check_pixels(header.width, header.height, max_pixels)
         rgb = codec_for(header.model_id).decode(data, beta)
         from .image_io import encode_image_bytes, write_image
+        from .metadata import Metadata, from_sections
 
+        meta = from_sections(sections)
+        if strip:  # pixels only, but a grayscale image stays grayscale
+            meta = Metadata(grayscale=meta.grayscale)
         if dst == "-":
-            _write_output(dst, encode_image_bytes(rgb, fmt_name))
+            _write_output(dst, encode_image_bytes(rgb, fmt_name, meta))
         else:
-            write_image(dst, rgb, format=fmt)
+            write_image(dst, rgb, format=fmt, meta=meta)
         h, w = rgb.shape[:2]
         return f"{_name(src)} -> {'<stdout>' if dst == '-' else dst}: {w}x{h}, beta={beta:g}"
 

@@ -93,8 +93,11 @@ class Codec:
         return t, min(OVERLAP, t // 2)
 
     # -------------------------------------------------------------- encode
-    def encode(self, rgb: np.ndarray, q: float = 2.0) -> EncodeResult:
-        """Encode an (H, W, 3) uint8 image at quality q in [0, 4]."""
+    def encode(self, rgb: np.ndarray, q: float = 2.0, sections=()) -> EncodeResult:
+        """Encode an (H, W, 3) uint8 image at quality q in [0, 4].
+
+        ``sections``: optional container sections to store (e.g. metadata.to_sections).
+        """
         code = q_to_code(q)
         q_used = code_to_q(code)
         h, w = rgb.shape[:2]
@@ -111,9 +114,10 @@ class Codec:
         coded = m.compress_latent(y)
         header = bitstream.Header(model_id=self.model_id, q_code=code, height=h, width=w,
                                   check=coded.check)
-        return EncodeResult(bitstream.pack(header, coded.payload), q_used)
+        return EncodeResult(bitstream.pack(header, coded.payload, sections), q_used)
 
-    def encode_to_bpp(self, rgb: np.ndarray, target_bpp: float, iterations: int = 9) -> EncodeResult:
+    def encode_to_bpp(self, rgb: np.ndarray, target_bpp: float, iterations: int = 9,
+                      sections=()) -> EncodeResult:
         """Largest q whose real file size is at most ``target_bpp`` (bisection on q).
 
         If even q = 0 exceeds the target, the q = 0 file is returned (the smallest we can
@@ -124,17 +128,17 @@ class Codec:
         def bpp(res: EncodeResult) -> float:
             return len(res.data) * 8 / pixels
 
-        best = self.encode(rgb, Q_MAX)
+        best = self.encode(rgb, Q_MAX, sections)
         if bpp(best) <= target_bpp:
             return best
-        low = self.encode(rgb, 0.0)
+        low = self.encode(rgb, 0.0, sections)
         if bpp(low) > target_bpp:
             return low
         lo, hi = 0, q_to_code(Q_MAX)
         best = low
         for _ in range(iterations):
             mid = (lo + hi) // 2
-            res = self.encode(rgb, code_to_q(mid))
+            res = self.encode(rgb, code_to_q(mid), sections)
             if bpp(res) <= target_bpp:
                 lo, best = mid, res
             else:

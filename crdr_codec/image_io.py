@@ -154,15 +154,24 @@ def _check_rgb(rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def _save(rgb: np.ndarray, fp, fmt: str) -> None:
+def _save(rgb: np.ndarray, fp, fmt: str, meta=None) -> None:
+    from .metadata import save_options
+
     Image.init()
     pil_format = _PIL_FORMATS[fmt]
     if pil_format not in Image.SAVE:
         raise ImageError(f"this Pillow build cannot write {fmt.upper()} images")
-    Image.fromarray(_check_rgb(rgb)).save(fp, format=pil_format, **_SAVE_OPTIONS[fmt])
+    rgb = _check_rgb(rgb)
+    if meta is not None and meta.grayscale and fmt != "webp":  # WebP has no gray mode
+        # one channel: the mean of the decoded three
+        gray = (rgb.astype(np.uint16).sum(axis=2) + 1) // 3
+        im = Image.fromarray(gray.astype(np.uint8), mode="L")
+    else:
+        im = Image.fromarray(rgb)
+    im.save(fp, format=pil_format, **_SAVE_OPTIONS[fmt], **save_options(meta, fmt))
 
 
-def encode_image_bytes(rgb: np.ndarray, fmt: str) -> bytes:
+def encode_image_bytes(rgb: np.ndarray, fmt: str, meta=None) -> bytes:
     """Encode an image in memory, e.g. for writing to stdout.
 
     Args:
@@ -178,11 +187,11 @@ def encode_image_bytes(rgb: np.ndarray, fmt: str) -> bytes:
     """
     name = _canonical_format(fmt)
     buf = io.BytesIO()
-    _save(rgb, buf, name)
+    _save(rgb, buf, name, meta)
     return buf.getvalue()
 
 
-def write_image(path: PathLike, rgb: np.ndarray, format: str | None = None) -> None:
+def write_image(path: PathLike, rgb: np.ndarray, format: str | None = None, meta=None) -> None:
     """Write an RGB image atomically; the format follows the extension of ``path``.
 
     JPEG is written at quality 95 with 4:4:4 chroma, WebP losslessly, PNG at
@@ -192,6 +201,8 @@ def write_image(path: PathLike, rgb: np.ndarray, format: str | None = None) -> N
         path: output file. It appears only once completely written.
         rgb: uint8 array of shape (H, W, 3).
         format: format name overriding the extension (png, jpeg, webp, tiff, bmp, ppm).
+        meta: a :class:`~crdr_codec.metadata.Metadata` to carry (ICC profile, EXIF, XMP
+            where the format holds them; grayscale writes one channel).
 
     Raises:
         ImageError: the format cannot be told from the extension or is unknown.
@@ -203,7 +214,7 @@ def write_image(path: PathLike, rgb: np.ndarray, format: str | None = None) -> N
     rgb = _check_rgb(rgb)
     with atomic_writer(path) as tmp:
         try:
-            _save(rgb, tmp, fmt)
+            _save(rgb, tmp, fmt, meta)
         except OSError as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
             raise OutputError(f"cannot write '{os.fspath(path)}': {reason}") from exc
@@ -316,6 +327,7 @@ def read_image(
     *,
     name: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    meta: list | None = None,
 ) -> np.ndarray:
     """Read an image file (or its bytes) as 8-bit RGB.
 
@@ -333,6 +345,8 @@ def read_image(
             ``"<stdin>"`` for bytes.
         max_pixels: refuse images with more pixels than this after padding to
             multiples of 64, from the file's header, before any pixel is decoded.
+        meta: if a list is given, the image's :class:`~crdr_codec.metadata.Metadata`
+            (ICC, EXIF with orientation reset, XMP, grayscale) is appended to it.
 
     Returns:
         uint8 array of shape (H, W, 3), C-contiguous and writeable.
@@ -370,6 +384,10 @@ def read_image(
             im, deep = _open_and_load(f, label, max_pixels)
 
     with im:
+        if meta is not None:
+            from .metadata import from_image
+
+            meta.append(from_image(im))
         if _has_alpha(im):
             # A fully opaque alpha (common in screenshots) carries nothing: accept it.
             if alpha == "refuse" and not _alpha_is_opaque(im):
