@@ -348,3 +348,14 @@ def header_size(header: Header, sections=()) -> int:
     """Bytes before the payload of a file with this header and these sections."""
     return (FIXED_SIZE + len(_leb128(header.height - 1)) + len(_leb128(header.width - 1))
             + len(_section_bytes(sections)))
+
+
+def read_info(source) -> dict:
+    """The header fields and sections of a .crdr file (its path or its bytes), as shown
+    by ``crdr info --json``; needs no model and no torch."""
+    import os
+
+    data = source if isinstance(source, (bytes, bytearray, memoryview)) else open(os.fspath(source), "rb").read()
+    header, payload, sections = unpack(bytes(data))
+    return {**header.to_json(), "file_bytes": len(data), "payload_bytes": len(payload),
+            "sections": [s.to_json() for s in sections]}

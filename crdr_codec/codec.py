@@ -2,13 +2,13 @@
 
 Example::
 
-    from crdr_codec.codec import Codec
-    codec = Codec()                      # shipped weights, best device
-    data = codec.encode(rgb, q=2.5)      # rgb: (H, W, 3) uint8 -> bytes of a .crdr file
-    rec = codec.decode(data, beta=3.84)  # -> (H, W, 3) uint8
+    from crdr_codec import Codec
+    codec = Codec()                           # shipped weights, best device
+    data = codec.encode(rgb, q=2.5).data      # rgb: (H, W, 3) uint8 -> bytes of a .crdr file
+    rec = codec.decode(data, beta=3.84)       # -> (H, W, 3) uint8
 
-Entropy parameters are computed on the CPU in float32 so that a file decodes to the
-same symbols on any machine; the transforms use ``device``.
+Entropy parameters are computed in exact integer arithmetic on the CPU, so a file
+decodes to the same symbols on any machine; the transforms use ``device``.
 """
 
 from __future__ import annotations
@@ -93,11 +93,19 @@ class Codec:
         return t, min(OVERLAP, t // 2)
 
     # -------------------------------------------------------------- encode
-    def encode(self, rgb: np.ndarray, q: float = 2.0, sections=()) -> EncodeResult:
-        """Encode an (H, W, 3) uint8 image at quality q in [0, 4].
+    def encode(self, rgb, q: float = 2.0, sections=()) -> EncodeResult:
+        """Encode an image at quality q in [0, 4].
 
+        ``rgb``: an (H, W, 3) uint8 array, or a PIL image (its ICC profile, EXIF, XMP and
+        grayscale mode are then stored too, unless ``sections`` is given).
         ``sections``: optional container sections to store (e.g. metadata.to_sections).
         """
+        if not isinstance(rgb, np.ndarray):  # a PIL image
+            from . import metadata
+
+            if not sections:
+                sections = metadata.to_sections(metadata.from_image(rgb))
+            rgb = np.asarray(rgb.convert("RGB"), dtype=np.uint8)
         code = q_to_code(q)
         q_used = code_to_q(code)
         h, w = rgb.shape[:2]
@@ -172,6 +180,24 @@ class Codec:
                 f"a payload of at least {need:,} bytes; this one has {len(payload):,})"
             )
         return header, payload, sections
+
+    def decode_image(self, data: bytes, beta: float = 0.0):
+        """Decode to a PIL image carrying the file's ICC profile, EXIF and XMP (in
+        ``.info``), one-channel ("L") for a grayscale original."""
+        from PIL import Image
+
+        from . import metadata
+
+        rgb = self.decode(data, beta)
+        meta = metadata.from_sections(bitstream.unpack(data)[2])
+        if meta.grayscale:
+            im = metadata.to_gray(rgb)
+        else:
+            im = Image.fromarray(rgb)
+        for key, value in (("icc_profile", meta.icc), ("exif", meta.exif), ("xmp", meta.xmp)):
+            if value:
+                im.info[key] = value
+        return im
 
     def decode(self, data: bytes, beta: float = 0.0) -> np.ndarray:
         """Decode .crdr bytes at realism beta in [0, 5.12] to an (H, W, 3) uint8 image.

@@ -155,7 +155,7 @@ def _check_rgb(rgb: np.ndarray) -> np.ndarray:
 
 
 def _save(rgb: np.ndarray, fp, fmt: str, meta=None) -> None:
-    from .metadata import save_options
+    from .metadata import save_options, to_gray
 
     Image.init()
     pil_format = _PIL_FORMATS[fmt]
@@ -163,9 +163,7 @@ def _save(rgb: np.ndarray, fp, fmt: str, meta=None) -> None:
         raise ImageError(f"this Pillow build cannot write {fmt.upper()} images")
     rgb = _check_rgb(rgb)
     if meta is not None and meta.grayscale and fmt != "webp":  # WebP has no gray mode
-        # one channel: the mean of the decoded three
-        gray = (rgb.astype(np.uint16).sum(axis=2) + 1) // 3
-        im = Image.fromarray(gray.astype(np.uint8), mode="L")
+        im = to_gray(rgb)  # one channel: the mean of the decoded three
     else:
         im = Image.fromarray(rgb)
     im.save(fp, format=pil_format, **_SAVE_OPTIONS[fmt], **save_options(meta, fmt))

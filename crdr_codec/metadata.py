@@ -29,6 +29,13 @@ class Metadata:
     grayscale: bool = False
 
 
+def to_gray(rgb) -> Image.Image:
+    """A one-channel image from decoded RGB: the rounded mean of the three channels."""
+    import numpy as np
+
+    return Image.fromarray(((rgb.astype(np.uint16).sum(axis=2) + 1) // 3).astype(np.uint8), mode="L")
+
+
 def from_image(im: Image.Image) -> Metadata:
     """The metadata of an opened image (after its orientation was applied)."""
     icc = im.info.get("icc_profile") or None
