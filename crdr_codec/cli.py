@@ -53,6 +53,22 @@ def _device_option(f):
                         show_default=True, help="Where the transforms run (entropy coding is always CPU).")(f)
 
 
+def _threads_option(f):
+    return click.option("--threads", type=click.IntRange(min=1), default=None,
+                        help="CPU threads for the networks (default: torch's choice).")(f)
+
+
+def _set_threads(threads: int | None) -> None:
+    """Apply --threads: before torch is imported (the usual case) and after."""
+    if threads is None:
+        return
+    import os
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
 def _weights_option(f):
     return click.option("--weights", type=click.Path(dir_okay=False),
                         help="Weights file (default: the shipped weights/crdr-lite.pt).")(f)
@@ -170,7 +186,7 @@ def _named(e: CrdrError, src: str) -> CrdrError:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False),
               help="Write INPUT... to this folder as <name>.crdr.")
-@click.option("--q", "q", type=float, default=None,
+@click.option("-q", "--q", "q", type=float, default=None,
               help=f"Quality level in [0, {Q_MAX:g}] (default 2): 0 = smallest file, "
                    f"{Q_MAX:g} = best quality.")
 @click.option("--bpp", "target_bpp", type=float,
@@ -183,9 +199,10 @@ def _named(e: CrdrError, src: str) -> CrdrError:
 @_max_pixels_option
 @click.option("--strip", is_flag=True,
               help="Store no metadata (ICC profile, EXIF, XMP); by default they are carried.")
+@_threads_option
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 def encode(inputs, output_dir, q, target_bpp, alpha, weights, device, max_pixels, strip,
-           quiet) -> None:
+           threads, quiet) -> None:
     """Compress images into .crdr files.
 
     \b
@@ -194,6 +211,7 @@ def encode(inputs, output_dir, q, target_bpp, alpha, weights, device, max_pixels
       cat in.png | crdr encode - - --bpp 0.3 > out.crdr
     """
     tune_malloc()
+    _set_threads(threads)
     from .config import check_q
 
     if q is not None and target_bpp is not None:
@@ -260,8 +278,10 @@ def encode(inputs, output_dir, q, target_bpp, alpha, weights, device, max_pixels
 @_max_pixels_option
 @click.option("--strip", is_flag=True,
               help="Write no metadata from the file (ICC profile, EXIF, XMP) into the image.")
+@_threads_option
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
-def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, strip, quiet) -> None:
+def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, strip, threads,
+           quiet) -> None:
     """Decompress .crdr files into images; beta picks the distortion/realism balance.
 
     The weights are chosen by the model id in each file's header (see --weights).
@@ -271,6 +291,7 @@ def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, strip, qu
       crdr decode *.crdr -o decoded/ --beta 3.84
     """
     tune_malloc()
+    _set_threads(threads)
     from .bitstream import unpack
     from .config import check_beta
     from .image_io import _canonical_format, format_from_extension

@@ -629,3 +629,15 @@ def test_binary_output_to_a_terminal_is_refused(encoded, monkeypatch):
     with pytest.raises(CrdrError, match="terminal"):
         cli._refuse_terminal("-")
     cli._refuse_terminal("out.png")  # a file is fine
+
+
+def test_short_q_and_threads(runner, tiny_weights, png, tmp_path):
+    import torch
+
+    a, b = tmp_path / "a.crdr", tmp_path / "b.crdr"
+    assert crdr(runner, "encode", png, a, "-q", "1.5", "--weights", tiny_weights).exit_code == 0
+    res = crdr(runner, "encode", png, b, "--q", "1.5", "--threads", "1", "--weights", tiny_weights)
+    assert res.exit_code == 0 and a.read_bytes() == b.read_bytes()
+    assert torch.get_num_threads() == 1
+    res = crdr(runner, "decode", a, tmp_path / "a.png", "--threads", "0", "--weights", tiny_weights)
+    assert res.exit_code == 2  # click's usage error: at least 1
