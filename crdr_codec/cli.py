@@ -238,10 +238,7 @@ def encode(inputs, output_dir, q, target_bpp, alpha, weights, device, max_pixels
         found: list = []
         rgb = read_image(_read_input(src), alpha=alpha, name=_name(src), max_pixels=max_pixels,
                          meta=found)
-        meta = found[0]
-        if strip:  # no metadata; the colour mode is about the pixels and stays
-            meta = metadata.Metadata(grayscale=meta.grayscale)
-        sections = metadata.to_sections(meta)
+        sections = metadata.to_sections(found[0].stripped() if strip else found[0])
         if not loaded:  # a missing or bad input is reported without loading the model
             from .codec import Codec
 
@@ -341,11 +338,11 @@ def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, strip, th
         check_pixels(header.width, header.height, max_pixels)
         rgb = codec_for(header.model_id).decode(data, beta)
         from .image_io import encode_image_bytes, write_image
-        from .metadata import Metadata, from_sections
+        from .metadata import from_sections
 
         meta = from_sections(sections)
-        if strip:  # pixels only, but a grayscale image stays grayscale
-            meta = Metadata(grayscale=meta.grayscale)
+        if strip:
+            meta = meta.stripped()
         if dst == "-":
             _write_output(dst, encode_image_bytes(rgb, fmt_name, meta))
         else:

@@ -28,6 +28,10 @@ class Metadata:
     xmp: bytes | None = None
     grayscale: bool = False
 
+    def stripped(self) -> "Metadata":
+        """No ICC/EXIF/XMP; the colour mode stays (it is about the pixels)."""
+        return Metadata(grayscale=self.grayscale)
+
 
 def to_gray(rgb) -> Image.Image:
     """A one-channel image from decoded RGB: the rounded mean of the three channels."""

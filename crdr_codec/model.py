@@ -31,9 +31,9 @@ from .entropy.charm import ChannelContext, scale_table
 from .entropy.coder import (
     Decoder, Encoder, Tables, y_frequency_tables, z_frequency_tables,
 )
+from .entropy.hyperprior import HyperAnalysis, HyperSynthesis
 from .entropy.integer import FRAC, IntegerEntropy, quantize
 from .errors import WeightsError
-from .entropy.hyperprior import HyperAnalysis, HyperSynthesis
 from .transforms import AnalysisTransform, SynthesisTransform
 
 
@@ -82,6 +82,8 @@ class CRDRModel(nn.Module):
         self.context = ChannelContext(cfg)
         self.register_buffer("scale_table", scale_table(), persistent=False)
         self.set_z_tables(default_z_tables(cfg.hyper))
+        #: loaded from a version-1 weights file: no integer entropy model, cannot code
+        self.from_v1_weights = False
 
     # ------------------------------------------------------------------ tables
     def set_z_tables(self, tables: dict[str, Tensor]) -> None:
@@ -126,7 +128,7 @@ class CRDRModel(nn.Module):
 
     def _coder(self) -> tuple[IntegerEntropy, Tables]:
         if self._coding is None:
-            if self.entropy_state is None and not getattr(self, "from_v1_weights", False):
+            if self.entropy_state is None and not self.from_v1_weights:
                 self.quantize_entropy()  # a model built in code: synthetic calibration
             if self.entropy_state is None:
                 raise WeightsError(
@@ -255,7 +257,7 @@ def synthetic_calibration(model: CRDRModel, size: int = 128, count: int = 4) -> 
     g = torch.Generator().manual_seed(0)
     dev = next(model.g_a.parameters()).device
     out = []
-    for i in range(count):
+    for _ in range(count):
         small = torch.rand(1, 3, size // 8, size // 8, generator=g) * 2 - 1
         x = torch.nn.functional.interpolate(small, size=(size, size), mode="bicubic", align_corners=False)
         x = (x + 0.05 * torch.randn(x.shape, generator=g)).clamp(-1, 1)

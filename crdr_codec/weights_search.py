@@ -24,13 +24,13 @@ import json
 import os
 from pathlib import Path
 
+from .bitstream import MODEL_ID_BYTES
 from .errors import CrdrError, ModelMismatchError, WeightsError
 
 ENV_PATH = "CRDR_WEIGHTS_PATH"
 ENV_DEFAULT = "CRDR_WEIGHTS"
 CACHE_NAME = "weights-ids.json"
 _CACHE_VERSION = 1
-MODEL_ID_BYTES = 4
 
 
 def package_weights_dir() -> Path:

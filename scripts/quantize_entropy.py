@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from crdr_codec.image_io import read_image  # noqa: E402
 from crdr_codec.model import image_calibration  # noqa: E402
 from crdr_codec.train.data import list_images  # noqa: E402
-from crdr_codec.weights import load_weights, save_weights  # noqa: E402
+from crdr_codec.weights import model_from_record, save_weights  # noqa: E402
 
 
 def calibration_latents(model, folder: str, images: int, crop: int) -> list[torch.Tensor]:
@@ -43,11 +43,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_grad_enabled(False)
     t0 = time.time()
-    model, fp_in = load_weights(args.src)
-    meta = dict(getattr(model, "meta", {}))
     rec = torch.load(args.src, map_location="cpu", weights_only=True)
+    model, fp_in = model_from_record(rec, args.src)
     half = all(v.dtype == torch.float16 for v in rec["state_dict"].values() if v.is_floating_point())
-    meta.update(rec.get("meta", {}))
+    meta = dict(rec.get("meta", {}))  # including the z prior kept for training
     calib = calibration_latents(model, args.calib, args.images, args.crop)
     meta["entropy_calibration"] = f"{len(calib) // 5} images of {Path(args.calib).name} at q 0..4"
     meta["converted_from"] = fp_in[:4].hex()

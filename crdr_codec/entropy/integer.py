@@ -62,7 +62,7 @@ EXACT_LIMIT = 1 << 52  # bound on the sum of |terms| of one output (float64 exac
 
 @dataclass
 class IntLayer:
-    weight: Tensor  # integers (int16, or float64 holding integers), (cout, cin, k, k)
+    weight: Tensor  # int16, (cout, cin, k, k)
     bias: Tensor  # float64 holding integers, (cout, 1): b + 2^(S-1) (the rounding offset)
     shift: Tensor  # int64 (cout,): S
     lo: int
@@ -80,9 +80,8 @@ class IntLayer:
         self._taps = taps.to(torch.float64).view(k * k, cout, -1)
 
     def state(self, prefix: str) -> dict[str, Tensor]:
-        cout = self.weight.shape[0]
         return {
-            f"{prefix}.weight": self.weight.to(torch.int16).view(cout, -1, self.kernel, self.kernel).clone(),
+            f"{prefix}.weight": self.weight.clone(),
             f"{prefix}.bias": self.bias.view(-1).to(torch.int64),
             f"{prefix}.shift": self.shift.clone(),
             f"{prefix}.range": torch.tensor([self.lo, self.hi, int(self.upsample)], dtype=torch.int64),
@@ -235,8 +234,7 @@ class IntegerEntropy:
     """
 
     def __init__(self, state: dict[str, Tensor], num_slices: int, max_support: int) -> None:
-        self.state = state
-        self.num_slices, self.max_support = num_slices, max_support
+        self.max_support = max_support
 
         def stack(prefix: str) -> list[IntLayer]:
             return [IntLayer.from_state(state, f"{prefix}.{j}") for j in range(3)]
