@@ -183,3 +183,53 @@ def test_constriction_codes_with_our_exact_frequencies():
 
 def test_weight_bits_fit_storage():
     assert WEIGHT_BITS <= 16 and EXACT_LIMIT <= 2**53
+
+
+# ------------------------------------------------------------ int8 digit arithmetic
+
+
+def test_base256_digits_reconstruct_every_value():
+    from crdr_codec.entropy.integer import _digit_count, _digits
+
+    v = torch.tensor([0, 1, -1, 127, -128, 128, -129, 32639, -32896, 32640, -32897,
+                      32767, -32767, 65535, -65535, (1 << 17) - 1, -(1 << 17) + 1,
+                      (1 << 40) + 12345, -(1 << 40) - 777], dtype=torch.int64)
+    for lo, hi in [(0, 5), (5, 7), (7, 11), (11, 17), (17, 19)]:
+        part = v[lo:hi] if hi <= len(v) else v[lo:]
+        n = _digit_count(part)
+        d = _digits(part, n)
+        assert all(t.dtype == torch.int8 for t in d)
+        back = sum(t.to(torch.int64) * (256 ** i) for i, t in enumerate(d))
+        assert torch.equal(back, part)
+    assert _digit_count(torch.tensor([127, -128])) == 1
+    assert _digit_count(torch.tensor([32639, -32896])) == 2
+    assert _digit_count(torch.tensor([32640])) == 3
+
+
+@pytest.mark.parametrize("k,upsample", [(5, False), (3, False), (5, True)])
+def test_extreme_weights_and_inputs_match_the_reference(k, upsample):
+    """Weights at both ends of the int16 range in one channel (the w - 128 offset path),
+    inputs that need one, two and three digits, and a band split of the rows."""
+    from crdr_codec.entropy import integer
+
+    cin, cout = 7, 4
+    g = torch.Generator().manual_seed(11)
+    w = torch.randint(-32767, 32768, (cout, cin, k, k), generator=g)
+    w[0, 0, 0, 0], w[0, 1, 0, 0], w[1, 2, 1, 1], w[2, 3, 0, 1] = 32767, -32767, 32767, -32767
+    layer = IntLayer(weight=w.to(torch.int16), bias=torch.randint(-1000, 1000, (cout, 1)).double(),
+                     shift=torch.tensor([0, 3, 17, 30]), lo=-(1 << 40), hi=1 << 40,
+                     kernel=k, upsample=upsample)
+    assert layer._offset == 128
+    for bound in (100, 30000, (1 << 17) - 1):
+        x = torch.randint(-bound, bound + 1, (cin, 6, 9), generator=g)
+        x[0, 0, 0], x[1, 2, 3] = bound, -bound
+        want = reference_layer(layer, x.numpy()).astype(np.int64)
+        got = layer(x.double()[None])[0].to(torch.int64).numpy()
+        np.testing.assert_array_equal(got, want)
+        old = integer._BAND_BYTES
+        try:
+            integer._BAND_BYTES = 1  # one output row per band
+            banded = layer(x.double()[None])[0].to(torch.int64).numpy()
+        finally:
+            integer._BAND_BYTES = old
+        np.testing.assert_array_equal(banded, want)

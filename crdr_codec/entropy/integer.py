@@ -15,14 +15,16 @@ with integer weights ``W`` (|W| < 2^15, stored as int16), an integer bias ``B`` 
 already includes the rounding offset 2^(S-1) (so the floor rounds half up) and a shift
 ``S[o]`` >= 0. The real-valued rescaling between layers is folded into the weights: the
 output step of a channel is its weight step times 2^S. Hidden layers clamp to
-[0, 2^16 - 1] (the ReLU), the hyper features to [-(2^16 - 1), 2^16 - 1]. The sum is
-evaluated with float64 matrix products (one per kernel offset): every input and weight is an
-integer, and the sum of the absolute values of all terms of any output is checked when
-the layer is built to stay below 2^52, so every partial sum, in any order, is an exactly
-representable integer; the result does not depend on the summation order, blocking,
-FMA use or threading of the BLAS that runs it, and multiplying by 2^-S and flooring are
-exact too. No Winograd or FFT algorithm is involved (the convolution is explicit
-matrix products).
+[0, 2^16 - 1] (the ReLU), the hyper features to [-(2^16 - 1), 2^16 - 1]. The sum of the
+absolute values of all terms of any output is checked when the layer is built to stay
+below 2^52 (so float64 in any order would also be exact; the format promises that much).
+
+The sum is evaluated with integer matrix products (im2col): inputs and weights are split
+into signed base-256 digits, each pair of digit planes is multiplied with an
+int8 x int8 -> int32 matrix product (``torch._int_mm``), and the partial sums are
+recombined in int64. Integer arithmetic cannot round, so the result does not depend on
+summation order, blocking, threading or the CPU's instruction set, and no Winograd or FFT
+algorithm is involved. The division by 2^S is an arithmetic right shift.
 
 Fixed-point conventions (``FRAC`` = 8 fractional bits):
 
@@ -71,13 +73,28 @@ class IntLayer:
     upsample: bool  # transposed conv, stride 2: zero insertion, then this conv
 
     def __post_init__(self) -> None:
-        # 2^-S built with ldexp (exact by definition; a pow() may be off by an ulp somewhere)
-        scale = [math.ldexp(1.0, -int(v)) for v in self.shift]
-        self._scale = torch.tensor(scale, dtype=torch.float64).view(1, -1, 1, 1)
         k, cout = self.kernel, self.weight.shape[0]
-        # (k*k, cout, cin) float64: the weights of each kernel offset, contiguous
-        taps = self.weight.view(cout, -1, k, k).permute(2, 3, 0, 1).contiguous()
-        self._taps = taps.to(torch.float64).view(k * k, cout, -1)
+        # (cout, k*k*cin): columns in (a, b, channel) order, like the im2col rows below
+        w = self.weight.to(torch.int64).permute(0, 2, 3, 1).reshape(cout, -1)
+        if w.shape[1] * (1 << 14) >= (1 << 31):
+            raise ValueError("integer layer too wide for 32-bit digit products")
+        # the weights as base-256 digits in [-128, 127], all digits side by side:
+        # (k*k*cin, digits*cout) int8, so one int8 product per input digit gives every
+        # (input digit, weight digit) partial sum.
+        # Weights span [-32767, 32767], a little more than two signed digits hold
+        # ([-32896, 32639]). Rather than a third digit, such a layer uses w - 128 (which
+        # fits) and adds back 128 x (the sum of the inputs under the kernel), computed by
+        # one extra weight column of ones.
+        self._offset = 0
+        if _digit_count(w) > 2 and int(w.min()) >= -32767 and int(w.max()) <= 32767:
+            self._offset = 128
+            w = w - self._offset
+        digits = _digits(w, _digit_count(w))
+        self._wdigits = len(digits)
+        if self._offset:
+            digits.append(torch.ones(1, w.shape[1], dtype=torch.int8))
+        self._wcat = torch.cat(digits, 0).t().contiguous()
+        self._bias64 = self.bias.view(1, -1).to(torch.int64)
 
     def state(self, prefix: str) -> dict[str, Tensor]:
         return {
@@ -99,39 +116,84 @@ class IntLayer:
         )
 
     def accumulate(self, x: Tensor) -> Tensor:
-        """B + W * x for x (1, cin, H, W) (float64 integers), exact.
+        """B + W * x for x (1, cin, H, W) (integers, float64 or int64): int64 (1, cout, H, W), exact.
 
-        The zero-padded input is flattened per channel with its padded row length wp;
-        for each kernel offset (a, b) the needed input is then one contiguous slice,
-        starting at a * wp + b, so the convolution is k*k matrix products accumulated
-        into an output laid out with the padded row length (its last 2p columns of
-        every row are discarded). No im2col copy is made.
+        Integer matrix products (im2col): the input and the weights are split into signed
+        base-256 digits (int8), every digit pair is multiplied with an int8 x int8 -> int32
+        product (each output is a sum of at most cin*k*k < 2^17 terms of magnitude <= 2^14,
+        so int32 cannot overflow), and the partial sums are recombined in int64 with their
+        weights 2^(8(i+j)). Integer arithmetic throughout: no rounding, no dependence on
+        summation order, threads or backend. Rows are processed in bands that bound the
+        im2col buffers to about ``_BAND_BYTES``.
         """
         k = self.kernel
+        x = x[0].to(torch.int64)
         if self.upsample:  # transposed conv 5x5 / 2, padding 2, output padding 1
-            _, c, h, w = x.shape
-            up = x.new_zeros(1, c, 2 * h, 2 * w)  # the last row/column stays zero
-            up[:, :, ::2, ::2] = x
+            c, h, w = x.shape
+            up = x.new_zeros(c, 2 * h, 2 * w)  # the last row/column stays zero
+            up[:, ::2, ::2] = x
             x = up
-        _, c, h, w = x.shape
+        c, h, w = x.shape
         p = k // 2
-        wp = w + 2 * p
-        flat = F.pad(x, (p, p, p, p))[0].reshape(c, -1)
-        n = (h - 1) * wp + w
-        out = self.bias.expand(-1, h * wp).clone()
-        acc = out[:, :n]
-        for a in range(k):
-            for b in range(k):
-                off = a * wp + b
-                acc.addmm_(self._taps[a * k + b], flat[:, off : off + n])
-        return out.view(1, -1, h, wp)[:, :, :, :w]
+        # channels last, zero-padded: (h + 2p, w + 2p, c)
+        xp = F.pad(x, (p, p, p, p)).permute(1, 2, 0).contiguous()
+        xd = _digits(xp, _digit_count(x))
+        cout = self.weight.shape[0]
+        kk = c * k * k
+        rows = max(1, min(h, _BAND_BYTES // max(1, w * kk)))
+        cols = torch.empty(rows, w, k, k, c, dtype=torch.int8)
+        out = torch.empty(h * w, cout, dtype=torch.int64)
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            n = r1 - r0
+            acc = torch.zeros(n * w, cout, dtype=torch.int64)
+            for i, d in enumerate(xd):
+                for a in range(k):  # im2col: one strided copy per kernel offset
+                    for b in range(k):
+                        cols[:n, :, a, b, :] = d[r0 + a : r1 + a, b : b + w, :]
+                prod = torch._int_mm(cols[:n].view(n * w, kk), self._wcat)
+                for j in range(self._wdigits):
+                    part = prod[:, j * cout : (j + 1) * cout].to(torch.int64)
+                    acc += part << (8 * (i + j)) if i + j else part
+                if self._offset:  # + 128 x (sum of the inputs under the kernel)
+                    acc += prod[:, -1:].to(torch.int64) << (8 * i + 7)
+            out[r0 * w : r1 * w] = acc + self._bias64
+        return out.t().reshape(1, cout, h, w)
 
     def requantize(self, acc: Tensor) -> Tensor:
-        """floor(acc / 2^S), clamped: exact, since |acc| < 2^52 and 2^-S is a power of two."""
-        return torch.floor(acc * self._scale).clamp_(self.lo, self.hi)
+        """floor(acc / 2^S) (an arithmetic shift), clamped; float64 holding integers."""
+        acc = acc.to(torch.int64)
+        shifted = torch.bitwise_right_shift(acc, self.shift.view(1, -1, 1, 1))
+        return shifted.clamp_(self.lo, self.hi).to(torch.float64)
 
     def __call__(self, x: Tensor) -> Tensor:
         return self.requantize(self.accumulate(x))
+
+
+_BAND_BYTES = 16 << 20  # im2col buffer bound per layer call (int8)
+
+
+def _digit_count(v: Tensor) -> int:
+    """How many signed base-256 digits in [-128, 127] represent every value of v."""
+    lo, hi = (int(t) for t in v.aminmax()) if v.numel() else (0, 0)
+    n, cover_lo, cover_hi = 1, -128, 127
+    while lo < cover_lo or hi > cover_hi:
+        n += 1
+        cover_lo, cover_hi = cover_lo * 256 - 128, cover_hi * 256 + 127
+    return n
+
+
+def _digits(v: Tensor, n: int) -> list[Tensor]:
+    """v (int64) = sum_i d_i * 256^i with int8 digits d_i in [-128, 127] (exact)."""
+    if n <= 3:  # |v| < 2^23: 32-bit arithmetic is exact and cheaper
+        v = v.to(torch.int32)
+    out = []
+    for i in range(n):
+        d = v.add(128).bitwise_and_(255).sub_(128)
+        out.append(d.to(torch.int8))
+        if i + 1 < n:
+            v = v.sub(d).bitwise_right_shift_(8)
+    return out
 
 
 def run(layers: list[IntLayer], x: Tensor) -> Tensor:
