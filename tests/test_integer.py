@@ -217,7 +217,7 @@ def test_extreme_weights_and_inputs_match_the_reference(k, upsample):
     w = torch.randint(-32767, 32768, (cout, cin, k, k), generator=g)
     w[0, 0, 0, 0], w[0, 1, 0, 0], w[1, 2, 1, 1], w[2, 3, 0, 1] = 32767, -32767, 32767, -32767
     layer = IntLayer(weight=w.to(torch.int16), bias=torch.randint(-1000, 1000, (cout, 1)).double(),
-                     shift=torch.tensor([0, 3, 17, 30]), lo=-(1 << 40), hi=1 << 40,
+                     shift=torch.tensor([0, 3, 17, 30]), lo=-(1 << 30), hi=1 << 30,
                      kernel=k, upsample=upsample)
     assert layer._offset == 128
     for bound in (100, 30000, (1 << 17) - 1):
@@ -233,3 +233,23 @@ def test_extreme_weights_and_inputs_match_the_reference(k, upsample):
         finally:
             integer._BAND_BYTES = old
         np.testing.assert_array_equal(banded, want)
+
+
+def test_banded_stacks_equal_the_whole_computation(tiny_weights):
+    """h_s (with its transposed convolutions) and a slice net computed in bands of a few
+    rows, down to one input row per band, give exactly the unbanded result."""
+    from crdr_codec.entropy import integer
+    from crdr_codec.weights import load_weights
+
+    m, _ = load_weights(tiny_weights)
+    ie, _ = m._coder()
+    g = torch.Generator().manual_seed(3)
+    lengths = m.entropy_state["z.lengths"]
+    z = (torch.rand(1, len(lengths), 7, 5, generator=g) * lengths.view(1, -1, 1, 1)).long()
+    zf = ie.z_hat(z).to(torch.int32)
+    hm = integer.run(ie.hs_mean, zf)
+    y = torch.randint(-3000, 3000, (1, m.cfg.slice_channels, 28, 20), generator=g, dtype=torch.int32)
+    whole = integer.run(ie.mean[1], torch.cat([hm, y], 1))
+    for budget in (1, 4000, 20000):
+        assert torch.equal(integer.run_banded(ie.hs_mean, [zf], 4, 3, slab_bytes=budget), hm)
+        assert torch.equal(integer.run_banded(ie.mean[1], [hm, y], slab_bytes=budget), whole)

@@ -74,6 +74,8 @@ class IntLayer:
 
     def __post_init__(self) -> None:
         k, cout = self.kernel, self.weight.shape[0]
+        if not -(1 << 31) <= self.lo <= self.hi < 1 << 31:
+            raise ValueError("integer layer output range must fit 32 bits")
         # (cout, k*k*cin): columns in (a, b, channel) order, like the im2col rows below
         w = self.weight.to(torch.int64).permute(0, 2, 3, 1).reshape(cout, -1)
         if w.shape[1] * (1 << 14) >= (1 << 31):
@@ -116,7 +118,7 @@ class IntLayer:
         )
 
     def accumulate(self, x: Tensor) -> Tensor:
-        """B + W * x for x (1, cin, H, W) (integers, float64 or int64): int64 (1, cout, H, W), exact.
+        """B + W * x for x (1, cin, H, W) (integers, |x| < 2^31): int64 (1, cout, H, W), exact.
 
         Integer matrix products (im2col): the input and the weights are split into signed
         base-256 digits (int8), every digit pair is multiplied with an int8 x int8 -> int32
@@ -127,7 +129,12 @@ class IntLayer:
         im2col buffers to about ``_BAND_BYTES``.
         """
         k = self.kernel
-        x = x[0].to(torch.int64)
+        x = x[0]
+        if x.dtype != torch.int32:  # every layer input is far below 2^31 (|x| <= 2^18)
+            x = x.to(torch.int64)
+            if x.numel() and int(x.abs().max()) >= 1 << 31:
+                raise ValueError("integer layer input out of the 32-bit range")
+            x = x.to(torch.int32)
         if self.upsample:  # transposed conv 5x5 / 2, padding 2, output padding 1
             c, h, w = x.shape
             up = x.new_zeros(c, 2 * h, 2 * w)  # the last row/column stays zero
@@ -161,10 +168,10 @@ class IntLayer:
         return out.t().reshape(1, cout, h, w)
 
     def requantize(self, acc: Tensor) -> Tensor:
-        """floor(acc / 2^S) (an arithmetic shift), clamped; float64 holding integers."""
+        """floor(acc / 2^S) (an arithmetic shift), clamped; int32."""
         acc = acc.to(torch.int64)
         shifted = torch.bitwise_right_shift(acc, self.shift.view(1, -1, 1, 1))
-        return shifted.clamp_(self.lo, self.hi).to(torch.float64)
+        return shifted.clamp_(self.lo, self.hi).to(torch.int32)
 
     def __call__(self, x: Tensor) -> Tensor:
         return self.requantize(self.accumulate(x))
@@ -200,6 +207,46 @@ def run(layers: list[IntLayer], x: Tensor) -> Tensor:
     for layer in layers:
         x = layer(x)
     return x
+
+
+_SLAB_BYTES = 96 << 20  # input slab bound of one band of a layer stack
+
+
+def run_banded(layers: list[IntLayer], parts: list[Tensor], up: int = 1, margin: int | None = None,
+               slab_bytes: int | None = None) -> Tensor:
+    """``run(layers, cat(parts))`` computed in bands of output rows, to bound memory.
+
+    Each band runs the whole stack on a slab of input rows that reaches ``margin`` rows
+    beyond the band on each side (clipped to the image). Rows outside the image are zero,
+    as in the unbanded computation; the slab's cut edges inside the image only affect
+    output rows within the receptive field of the cut, which the margin keeps out of the
+    band. The result is identical to the unbanded one (integer arithmetic; tested).
+
+    Args:
+        parts: (1, C_i, h, w) integer tensors, concatenated along channels.
+        up: output rows per input row (4 for h_s: two transposed convolutions).
+        margin: input rows of context (default: the sum of the kernels' half-widths).
+    """
+    h, w = parts[0].shape[-2:]
+    cin = sum(p.shape[1] for p in parts)
+    if margin is None:
+        margin = sum(layer.kernel // 2 for layer in layers)
+    budget = _SLAB_BYTES if slab_bytes is None else slab_bytes
+    # int32 slab + its padded channels-last copy + two digit planes: ~10 bytes an element
+    rows_in = max(1, budget // max(1, 10 * cin * w * up * up))
+    if rows_in >= h:
+        return run(layers, torch.cat(parts, 1) if len(parts) > 1 else parts[0])
+    out: Tensor | None = None
+    for a0 in range(0, h, rows_in):
+        a1 = min(h, a0 + rows_in)
+        s0, s1 = max(0, a0 - margin), min(h, a1 + margin)
+        slab = torch.cat([p[:, :, s0:s1] for p in parts], 1)
+        y = run(layers, slab)[:, :, (a0 - s0) * up : (a1 - s0) * up]
+        if out is None:
+            out = y.new_empty(1, y.shape[1], h * up, y.shape[3])
+        out[:, :, a0 * up : a1 * up] = y
+    assert out is not None
+    return out
 
 
 # --------------------------------------------------------------------------- building
@@ -292,7 +339,7 @@ class IntegerEntropy:
     """The integer h_s and ChARM nets, with the scale thresholds and the LRP table.
 
     Built from a state dict of integer tensors (see :func:`quantize`); every method
-    takes and returns float64 tensors that hold integers (or int64 tensors).
+    takes and returns integer tensors (activations int32, means and indices int64).
     """
 
     def __init__(self, state: dict[str, Tensor], num_slices: int, max_support: int) -> None:
@@ -305,19 +352,21 @@ class IntegerEntropy:
         self.mean = [stack(f"ctx.mean.{k}") for k in range(num_slices)]
         self.scale = [stack(f"ctx.scale.{k}") for k in range(num_slices)]
         self.lrp = [stack(f"ctx.lrp.{k}") for k in range(num_slices)]
-        self._thresholds = state["scale.thresholds"].to(torch.float64)
+        self._thresholds = state["scale.thresholds"].to(torch.int64)
         self.lut = state["lrp.lut"].to(torch.int64)
         self.z_med = state["z.med"].to(torch.int64)
         self.z_minsym = state["z.minsym"].to(torch.int64)
 
     def z_hat(self, z_sym: Tensor) -> Tensor:
-        """z_hat in units of 2^-8 from shifted symbols (1, C, h, w) (0 .. length-1)."""
+        """z_hat in units of 2^-8 (int64) from shifted symbols (1, C, h, w) (0 .. length-1)."""
         s = z_sym.to(torch.int64) + self.z_minsym.view(1, -1, 1, 1)
-        return (s * (1 << FRAC) + self.z_med.view(1, -1, 1, 1)).to(torch.float64)
+        return s * (1 << FRAC) + self.z_med.view(1, -1, 1, 1)
 
     def hyper(self, z_sym: Tensor) -> tuple[Tensor, Tensor]:
-        zf = self.z_hat(z_sym)
-        return run(self.hs_mean, zf), run(self.hs_scale, zf)
+        """The hyper features (mean and scale branch), int32 (1, M, 4h, 4w)."""
+        zf = self.z_hat(z_sym).to(torch.int32)
+        # two stride-2 transposed convs and a 3x3: 3 rows of z cover their reach
+        return run_banded(self.hs_mean, [zf], 4, 3), run_banded(self.hs_scale, [zf], 4, 3)
 
     def _support(self, k: int, decoded: list[Tensor]) -> list[Tensor]:
         return decoded[: min(k, self.max_support)]
@@ -325,23 +374,22 @@ class IntegerEntropy:
     def params(self, k: int, hm: Tensor, hs: Tensor, decoded: list[Tensor]) -> tuple[Tensor, Tensor]:
         """(mean in units of 2^-8, scale index), both int64, for slice k."""
         sup = self._support(k, decoded)
-        mu = run(self.mean[k], torch.cat([hm, *sup], 1)).to(torch.int64)
-        sc = run(self.scale[k], torch.cat([hs, *sup], 1))
+        mu = run_banded(self.mean[k], [hm, *sup]).to(torch.int64)
+        sc = run_banded(self.scale[k], [hs, *sup]).to(torch.int64)
         # the number of thresholds strictly below the scale (exact integer comparisons)
         idx = torch.searchsorted(self._thresholds, sc.contiguous(), right=False)
         return mu, idx
 
     def refine(self, k: int, hm: Tensor, decoded: list[Tensor], y_q: Tensor) -> Tensor:
-        """The slice after LRP, in units of 2^-8 (float64 integers); y_q = sym*2^8 + mean.
+        """The slice after LRP, in units of 2^-8 (int32); y_q = sym*2^8 + mean.
 
         y_q and the result are clamped to +-Y_LIMIT.
         """
         sup = self._support(k, decoded)
         y_q = y_q.to(torch.int64).clamp(-Y_LIMIT, Y_LIMIT)
-        layers = self.lrp[k]
-        x = run(layers[:2], torch.cat([hm, *sup, y_q.to(torch.float64)], 1))
-        l_int = layers[2].requantize(layers[2].accumulate(x))  # clamped to [-L, L]
-        return (y_q + self.lut[l_int.to(torch.int64) + LRP_LIMIT]).clamp_(-Y_LIMIT, Y_LIMIT).to(torch.float64)
+        l_int = run_banded(self.lrp[k], [hm, *sup, y_q.to(torch.int32)])  # in [-L, L]
+        out = y_q + self.lut[l_int.to(torch.int64) + LRP_LIMIT]
+        return out.clamp_(-Y_LIMIT, Y_LIMIT).to(torch.int32)
 
 
 def scale_thresholds(table: Tensor) -> Tensor:
