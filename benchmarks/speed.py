@@ -76,9 +76,9 @@ def time_processes(image: str, weights: str, repeats: int, threads: int) -> dict
         commands = {
             "python -c 'import torch'": [sys.executable, "-c", "import torch"],
             "crdr --help": [crdr, "--help"],
-            "crdr encode --q 2": [crdr, "encode", image, enc, "--q", "2", "--weights", weights, "--quiet"],
+            "crdr encode --q 2": [crdr, "encode", image, enc, "--q", "2", "--weights", weights, "--quiet", "--force"],
             "crdr info": [crdr, "info", enc],
-            "crdr decode --beta 0": [crdr, "decode", enc, dec, "--weights", weights, "--quiet"],
+            "crdr decode --beta 0": [crdr, "decode", enc, dec, "--weights", weights, "--quiet", "--force"],
         }
         out: dict[str, dict[str, float]] = {}
         for name, cmd in commands.items():

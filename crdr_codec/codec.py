@@ -24,7 +24,7 @@ from .config import PAD_MULTIPLE, Q_MAX, check_beta, code_to_q, q_to_code
 from .errors import BitstreamError, ModelMismatchError
 from .image_io import crop, pad_to_multiple, to_tensor, to_uint8
 from .limits import DEFAULT_MAX_PIXELS, check_max_pixels, check_pixels, padded
-from .tiling import tiled
+from .tiling import tiled, tiled_rows
 from .weights import load_weights
 
 #: Images with more padded pixels than this are transformed in tiles.
@@ -43,10 +43,37 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+class _PaddedTiles:
+    """An (H, W, 3) uint8 image, padded like :func:`pad_to_multiple` (edge replication),
+    that hands out network-input tiles: ``src[:, :, y0:y1, x0:x1]`` is exactly that region
+    of ``pad_to_multiple(to_tensor(rgb))``, but the whole image is never converted."""
+
+    def __init__(self, rgb: np.ndarray, multiple: int, device: torch.device) -> None:
+        h, w = rgb.shape[:2]
+        ph, pw = (-h) % multiple, (-w) % multiple
+        self.rgb = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="edge") if ph or pw else rgb
+        self.shape = (1, 3, h + ph, w + pw)
+        self.device = device
+
+    def __getitem__(self, index) -> torch.Tensor:
+        _, _, rows, cols = index
+        return to_tensor(self.rgb[rows, cols]).to(self.device)
+
+
 @dataclass(frozen=True)
 class EncodeResult:
     data: bytes
     q: float  # the exact q used (as stored in the header)
+
+
+@dataclass(frozen=True)
+class DecodedLatent:
+    """A file entropy-decoded once (:meth:`Codec.decode_latent`), ready to be synthesized
+    at any beta (:meth:`Codec.synthesize`) without decoding the payload again."""
+
+    header: bitstream.Header
+    sections: tuple
+    y_hat: torch.Tensor  # (1, M, H/16, W/16), padded size, on the CPU
 
 
 class Codec:
@@ -110,14 +137,16 @@ class Codec:
         q_used = code_to_q(code)
         h, w = rgb.shape[:2]
         check_pixels(w, h, self.max_pixels)
-        x = pad_to_multiple(to_tensor(rgb), PAD_MULTIPLE).to(self.device)
         m = self.model
-        if self._use_tiles(*x.shape[-2:]):
+        if self._use_tiles(padded(h), padded(w)):
+            # large images: only the current tile is ever in floating point
             t, o = self._tile_size()
             qt = torch.tensor([q_used], device=self.device)
+            src = _PaddedTiles(rgb, PAD_MULTIPLE, self.device)
             with torch.inference_mode():
-                y = tiled(lambda p: m.g_a(p, qt), x, t, o, 1 / 16, m.cfg.latent)
+                y = tiled(lambda p: m.g_a(p, qt), src, t, o, 1 / 16, m.cfg.latent)
         else:
+            x = pad_to_multiple(to_tensor(rgb), PAD_MULTIPLE).to(self.device)
             y = m.analyze(x, q_used)
         coded = m.compress_latent(y)
         header = bitstream.Header(model_id=self.model_id, q_code=code, height=h, width=w,
@@ -125,28 +154,41 @@ class Codec:
         return EncodeResult(bitstream.pack(header, coded.payload, sections), q_used)
 
     def encode_to_bpp(self, rgb: np.ndarray, target_bpp: float, iterations: int = 9,
-                      sections=()) -> EncodeResult:
+                      sections=(), progress=None) -> EncodeResult:
         """Largest q whose real file size is at most ``target_bpp`` (bisection on q).
 
         If even q = 0 exceeds the target, the q = 0 file is returned (the smallest we can
-        make). File size grows with q, so bisection converges to the boundary.
+        make; the caller can tell from its size). File size grows with q, so bisection
+        converges to the boundary.
+
+        ``progress``: called after each of the (at most ``iterations + 2``) encodes as
+        ``progress(step, max_steps, q, bpp)``.
         """
         pixels = rgb.shape[0] * rgb.shape[1]
+        steps = iterations + 2
+        done = [0]
 
         def bpp(res: EncodeResult) -> float:
             return len(res.data) * 8 / pixels
 
-        best = self.encode(rgb, Q_MAX, sections)
+        def attempt(q: float) -> EncodeResult:
+            res = self.encode(rgb, q, sections)
+            done[0] += 1
+            if progress is not None:
+                progress(done[0], steps, res.q, bpp(res))
+            return res
+
+        best = attempt(Q_MAX)
         if bpp(best) <= target_bpp:
             return best
-        low = self.encode(rgb, 0.0, sections)
+        low = attempt(0.0)
         if bpp(low) > target_bpp:
             return low
         lo, hi = 0, q_to_code(Q_MAX)
         best = low
         for _ in range(iterations):
             mid = (lo + hi) // 2
-            res = self.encode(rgb, code_to_q(mid), sections)
+            res = attempt(code_to_q(mid))
             if bpp(res) <= target_bpp:
                 lo, best = mid, res
             else:
@@ -209,20 +251,45 @@ class Codec:
                 data and propagates unchanged.
         """
         beta = check_beta(beta)
-        header, payload, _ = self.read(data)
+        return self.synthesize(self.decode_latent(data), beta)
+
+    def decode_latent(self, data: bytes) -> DecodedLatent:
+        """Entropy-decode a file once (checks as :meth:`read`, then the symbols' CRC).
+
+        ``codec.synthesize(codec.decode_latent(data), beta)`` equals
+        ``codec.decode(data, beta)``; use it to decode one file at many betas.
+
+        Raises:
+            BitstreamError: the file is damaged, forged or truncated.
+        """
+        header, payload, sections = self.read(data)
         hp, wp = padded(header.height), padded(header.width)
-        m = self.model
         # decode_latent raises PayloadError (a BitstreamError) for undecodable data.
-        y_hat, check = m.decode_latent(payload, hp, wp)
+        y_hat, check = self.model.decode_latent(payload, hp, wp)
         if check != header.check:
             raise BitstreamError(
                 "corrupt .crdr payload (decoded symbols do not match the file's check value)"
             )
-        if self._use_tiles(hp, wp):
-            t, o = self._tile_size()
-            x_hat = tiled(
-                lambda p: m.synthesize(p, header.q, beta), y_hat, t // 16, o // 16, 16, 3
-            ).clamp_(-1, 1)
-        else:
+        return DecodedLatent(header, sections, y_hat)
+
+    def synthesize(self, latent: DecodedLatent, beta: float = 0.0) -> np.ndarray:
+        """The (H, W, 3) uint8 image of a decoded latent at realism beta in [0, 5.12]."""
+        beta = check_beta(beta)
+        header, y_hat = latent.header, latent.y_hat
+        hp, wp = padded(header.height), padded(header.width)
+        m = self.model
+        if not self._use_tiles(hp, wp):
             x_hat = m.synthesize(y_hat, header.q, beta)
-        return to_uint8(crop(x_hat.cpu(), header.height, header.width))
+            return to_uint8(crop(x_hat.cpu(), header.height, header.width))
+        # large images: g_s tile by tile, each finished band of rows straight to uint8
+        t, o = self._tile_size()
+        height, width = header.height, header.width
+        rgb = np.empty((height, width, 3), np.uint8)
+
+        def emit(r0: int, r1: int, rows: torch.Tensor) -> None:
+            r1 = min(r1, height)
+            if r0 < r1:
+                rgb[r0:r1] = to_uint8(rows[:, :, : r1 - r0, :width].clamp_(-1, 1))
+
+        tiled_rows(lambda p: m.synthesize(p, header.q, beta), y_hat, t // 16, o // 16, 16, 3, emit)
+        return rgb

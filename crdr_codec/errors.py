@@ -41,3 +41,15 @@ class ParameterError(CrdrError, ValueError):
 
 class DependencyError(CrdrError, ImportError):
     """An optional package needed for the requested operation is not installed."""
+
+
+class OutputError(CrdrError, OSError):
+    """An output file cannot be written (missing directory, no permission, disk full)."""
+
+
+class OutputExistsError(OutputError, FileExistsError):
+    """An output file already exists and replacing it was not allowed (``crdr --force``)."""
+
+
+class ResumeError(CrdrError, ValueError):
+    """An output folder holds results that cannot be continued (other model or settings)."""

@@ -5,6 +5,11 @@ this module so a crash, a full disk or Ctrl-C never leaves a half-written file u
 the final name: data is written to a hidden temporary file in the same directory,
 flushed to disk, then renamed over the target in one step.
 
+Callers that must not replace an existing file (``crdr encode``/``decode`` without
+``--force``) pass ``replace=False``: the temporary file is then hard-linked to the final
+name, which fails atomically if that name exists, so even a file created meanwhile is
+never replaced (:class:`~crdr_codec.errors.OutputExistsError`).
+
 Targets that exist but are not regular files (``/dev/null``, a named pipe) are
 written to directly, since renaming over them would replace the device node itself.
 Writing to ``-`` (stdout) is handled by the callers, not here.
@@ -24,16 +29,14 @@ import tempfile
 from collections.abc import Iterator
 from typing import Union
 
-from .errors import CrdrError
+from .errors import OutputError, OutputExistsError
+
+__all__ = ["OutputError", "OutputExistsError", "atomic_write_bytes", "atomic_writer", "folder_lock"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 # Longest part of the target name copied into the temporary name (NAME_MAX is 255).
 _MAX_PREFIX = 100
-
-
-class OutputError(CrdrError, OSError):
-    """An output file cannot be written (missing directory, no permission, disk full)."""
 
 
 def _output_error(path: PathLike, exc: OSError) -> OutputError:
@@ -110,8 +113,34 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def _commit(path: PathLike, tmp: str, target: str) -> None:
-    """fsync ``tmp``, give it its final permissions and rename it onto ``target``."""
+def _exists_error(path: PathLike) -> OutputExistsError:
+    return OutputExistsError(f"'{os.fspath(path)}' already exists")
+
+
+def _check_absent(path: PathLike, target: str) -> None:
+    """Raise OutputExistsError if ``target`` exists (a dangling symlink does not count)."""
+    if os.path.exists(target):
+        raise _exists_error(path)
+
+
+def _place_new(path: PathLike, tmp: str, target: str) -> None:
+    """Move ``tmp`` to ``target`` only if nothing is there: a hard link fails atomically
+    when the name exists, so a file appearing meanwhile is never replaced. Where the file
+    system has no hard links, a last check before the rename stands in for it."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise _exists_error(path) from None
+    except OSError:
+        _check_absent(path, target)
+        os.replace(tmp, target)
+        return
+    _remove_quietly(tmp)  # the data is in place under its final name
+
+
+def _commit(path: PathLike, tmp: str, target: str, replace: bool = True) -> None:
+    """fsync ``tmp``, give it its final permissions and rename it onto ``target``
+    (with ``replace=False``: only if ``target`` does not exist)."""
     try:
         fd = os.open(tmp, os.O_RDONLY)
         try:
@@ -119,7 +148,12 @@ def _commit(path: PathLike, tmp: str, target: str) -> None:
         finally:
             os.close(fd)
         os.chmod(tmp, _final_mode(target))
-        os.replace(tmp, target)
+        if replace:
+            os.replace(tmp, target)
+        else:
+            _place_new(path, tmp, target)
+    except OutputExistsError:
+        raise
     except OSError as exc:
         raise _output_error(path, exc) from exc
     _fsync_dir(os.path.dirname(target) or ".")
@@ -133,15 +167,19 @@ def _write_in_place(path: PathLike, target: str, data: bytes) -> None:
         raise _output_error(path, exc) from exc
 
 
-def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: PathLike, data: bytes, replace: bool = True) -> None:
     """Write ``data`` to ``path`` atomically: readers see the old file or the whole new one.
 
     Args:
         path: destination file. Its directory must exist. An existing file is replaced
             and keeps its permission bits; a new file gets the usual umask permissions.
         data: the complete file contents.
+        replace: if False, an existing file at ``path`` is never replaced, not even one
+            created while the data is written (:class:`OutputExistsError`). Targets that
+            are not regular files (``/dev/null``, a pipe) are written either way.
 
     Raises:
+        OutputExistsError: ``replace`` is False and ``path`` exists.
         OutputError: the directory does not exist or is not writable, the target is a
             directory, the disk is full, etc. The message names ``path``. No temporary
             file is left behind and an existing file at ``path`` is left untouched.
@@ -150,6 +188,8 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     if special:
         _write_in_place(path, target, data)
         return
+    if not replace:
+        _check_absent(path, target)
     fd, tmp = _mkstemp_beside(path, target, ".tmp")
     try:
         try:
@@ -157,14 +197,14 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
                 f.write(data)
         except OSError as exc:
             raise _output_error(path, exc) from exc
-        _commit(path, tmp, target)
+        _commit(path, tmp, target, replace)
     except BaseException:
         _remove_quietly(tmp)
         raise
 
 
 @contextlib.contextmanager
-def atomic_writer(path: PathLike) -> Iterator[str]:
+def atomic_writer(path: PathLike, replace: bool = True) -> Iterator[str]:
     """Context manager giving a temporary path to write instead of ``path``.
 
     The temporary file lives in the same directory (hidden, same extension as
@@ -179,16 +219,22 @@ def atomic_writer(path: PathLike) -> Iterator[str]:
 
     Args:
         path: the final destination.
+        replace: if False, an existing file at ``path`` is never replaced (checked
+            before the block runs, and again atomically when the file is moved into
+            place); see :func:`atomic_write_bytes`.
 
     Yields:
         The temporary path (str) to write to.
 
     Raises:
+        OutputExistsError: ``replace`` is False and ``path`` exists.
         OutputError: the temporary file cannot be created (missing or read-only
             directory) or cannot be moved into place. Errors raised by the caller's
             own writes inside the block propagate unchanged.
     """
     target, special = _resolve(path)
+    if not replace and not special:
+        _check_absent(path, target)
     suffix = os.path.splitext(target)[1]
     if special:
         # Write to a scratch file elsewhere, then copy it into the device or pipe.
@@ -213,7 +259,7 @@ def atomic_writer(path: PathLike) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
-        _commit(path, tmp, target)
+        _commit(path, tmp, target, replace)
     except BaseException:
         _remove_quietly(tmp)
         raise

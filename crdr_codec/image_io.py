@@ -12,7 +12,8 @@ converted to RGB; 16-bit and floating-point images are reduced to 8 bits with a
 :class:`PrecisionWarning`; images with an alpha channel are refused unless the caller
 asks for the alpha to be dropped. Colour profiles (ICC) are ignored: pixels are taken
 as sRGB. Of multi-frame files (animated GIF/WebP, multi-page TIFF) the first frame is
-read. Input files are opened read-only.
+read, with a :class:`FramesWarning`. Both warnings derive from :class:`InputNotice`,
+which the command line prints as one-line notes. Input files are opened read-only.
 
 numpy and Pillow are imported here; torch only inside the tensor functions.
 """
@@ -31,6 +32,8 @@ from PIL import Image, ImageOps
 from .config import PAD_MULTIPLE
 from .errors import ImageError
 from .fileutil import OutputError, atomic_writer
+from .formats import (EXTENSION_FORMATS, FORMAT_ALIASES, FORMAT_NAMES,  # noqa: F401
+                      IMAGE_EXTENSIONS, extension_list, format_list)
 from .limits import DEFAULT_MAX_PIXELS, HOW_TO_RAISE, check_max_pixels, check_pixels
 
 if TYPE_CHECKING:
@@ -49,26 +52,11 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 ALPHA_MODES = ("refuse", "drop")
 
-# Output formats: extension -> canonical name -> Pillow format name + save options.
-_EXTENSIONS = {
-    ".png": "png",
-    ".jpg": "jpeg",
-    ".jpeg": "jpeg",
-    ".webp": "webp",
-    ".tif": "tiff",
-    ".tiff": "tiff",
-    ".bmp": "bmp",
-    ".ppm": "ppm",
-}
-_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
-_PIL_FORMATS = {
-    "png": "PNG",
-    "jpeg": "JPEG",
-    "webp": "WEBP",
-    "tiff": "TIFF",
-    "bmp": "BMP",
-    "ppm": "PPM",
-}
+# Output formats: extension -> canonical name (crdr_codec.formats) -> Pillow format
+# name + save options.
+_EXTENSIONS = EXTENSION_FORMATS
+_ALIASES = FORMAT_ALIASES
+_PIL_FORMATS = {name: name.upper() for name in FORMAT_NAMES}
 _SAVE_OPTIONS: dict[str, dict] = {
     "png": {"compress_level": 6},
     # 4:4:4 chroma: the decoded image is evaluated against the original; chroma
@@ -80,7 +68,7 @@ _SAVE_OPTIONS: dict[str, dict] = {
     "bmp": {},
     "ppm": {},
 }
-_EXTENSION_HINT = "use .png, .jpg, .webp, .tif, .bmp or .ppm"
+_EXTENSION_HINT = f"use {extension_list()}"
 
 # Modes carrying an alpha band (lower-case 'a': premultiplied).
 _ALPHA_IMAGE_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
@@ -101,8 +89,19 @@ _DECODE_ERRORS = (
 )
 
 
-class PrecisionWarning(UserWarning):
+class InputNotice(UserWarning):
+    """Something about an input image the user should know, though it was read:
+    raised with :func:`warnings.warn`, whose message starts with the input's name.
+    The command line shows each as one ``crdr: note:`` line (hidden by ``--quiet``)."""
+
+
+class PrecisionWarning(InputNotice):
     """An input image had more than 8 bits per channel and was reduced to 8 bits."""
+
+
+class FramesWarning(InputNotice):
+    """An input file holds several frames (animation, multi-page TIFF); only the first
+    is read."""
 
 
 # --------------------------------------------------------------------------- formats
@@ -113,7 +112,7 @@ def _canonical_format(fmt: str) -> str:
     name = _ALIASES.get(name, name)
     if name not in _PIL_FORMATS:
         raise ImageError(
-            f"unknown image format '{fmt}'; use png, jpeg, webp, tiff, bmp or ppm"
+            f"unknown image format '{fmt}'; use {format_list()}"
         )
     return name
 
@@ -189,7 +188,8 @@ def encode_image_bytes(rgb: np.ndarray, fmt: str, meta=None) -> bytes:
     return buf.getvalue()
 
 
-def write_image(path: PathLike, rgb: np.ndarray, format: str | None = None, meta=None) -> None:
+def write_image(path: PathLike, rgb: np.ndarray, format: str | None = None, meta=None,
+                replace: bool = True) -> None:
     """Write an RGB image atomically; the format follows the extension of ``path``.
 
     JPEG is written at quality 95 with 4:4:4 chroma, WebP losslessly, PNG at
@@ -201,16 +201,19 @@ def write_image(path: PathLike, rgb: np.ndarray, format: str | None = None, meta
         format: format name overriding the extension (png, jpeg, webp, tiff, bmp, ppm).
         meta: a :class:`~crdr_codec.metadata.Metadata` to carry (ICC profile, EXIF, XMP
             where the format holds them; grayscale writes one channel).
+        replace: if False, an existing file at ``path`` is never replaced
+            (:class:`~crdr_codec.errors.OutputExistsError`).
 
     Raises:
         ImageError: the format cannot be told from the extension or is unknown.
+        OutputExistsError: ``replace`` is False and ``path`` exists.
         OutputError: the file cannot be written (missing directory, no permission,
             disk full); nothing is left at ``path``.
         ValueError, TypeError: ``rgb`` is not a (H, W, 3) uint8 array.
     """
     fmt = _canonical_format(format) if format is not None else format_from_extension(path)
     rgb = _check_rgb(rgb)
-    with atomic_writer(path) as tmp:
+    with atomic_writer(path, replace=replace) as tmp:
         try:
             _save(rgb, tmp, fmt, meta)
         except OSError as exc:
@@ -280,9 +283,22 @@ def _high_precision_to_rgb(im: Image.Image, name: str) -> np.ndarray:
     return _gray_to_rgb((a >> 8).astype(np.uint8))
 
 
-def _open_and_load(source, name: str, max_pixels: int) -> tuple[Image.Image, bool]:
-    """Decode ``source`` fully; return the image (orientation applied) and whether
-    its samples had 16 bits before Pillow's loading truncated them to 8.
+def _frame_count(im: Image.Image) -> int:
+    """Frames in a multi-frame file; 1 if Pillow cannot count them (a damaged later
+    frame is not this image's problem: only the first is read). The extra images of a
+    camera's MPO JPEG (previews, depth maps) are not frames of the picture: 1."""
+    if im.format == "MPO":
+        return 1
+    try:
+        return max(1, int(getattr(im, "n_frames", 1) or 1))
+    except Exception:  # noqa: BLE001 - counting walks the file with the plugin's own parser
+        return 1
+
+
+def _open_and_load(source, name: str, max_pixels: int) -> tuple[Image.Image, bool, int]:
+    """Decode ``source`` fully (its first frame); return the image (orientation
+    applied), whether its samples had 16 bits before Pillow's loading truncated them to
+    8, and the number of frames in the file.
 
     The size in the file's header is checked against ``max_pixels`` before any pixel
     is decoded (``Image.open`` reads only the header). While the pixels are decoded,
@@ -298,11 +314,12 @@ def _open_and_load(source, name: str, max_pixels: int) -> tuple[Image.Image, boo
             with im:
                 check_pixels(im.width, im.height, max_pixels, name, error=ImageError)
                 deep = any(_is_16bit_rawmode(m) for m in _rawmodes(im))
+                frames = _frame_count(im)
                 im.load()
                 orientation = im.getexif().get(0x0112)  # EXIF Orientation
                 if orientation in (2, 3, 4, 5, 6, 7, 8):
-                    return ImageOps.exif_transpose(im), deep
-                return im, deep
+                    return ImageOps.exif_transpose(im), deep, frames
+                return im, deep, frames
     except ImageError:
         raise
     except Image.UnidentifiedImageError:
@@ -332,7 +349,8 @@ def read_image(
     Any format Pillow decodes is accepted (PNG, JPEG, WebP, TIFF, BMP, GIF, PPM, ...).
     EXIF orientation is applied. Grayscale, palette, CMYK, YCbCr etc. become RGB.
     16-bit and floating-point images are reduced to 8 bits (16-bit: ``v >> 8``) with a
-    :class:`PrecisionWarning`.
+    :class:`PrecisionWarning`. Of a multi-frame file the first frame is read, with a
+    :class:`FramesWarning`.
 
     Args:
         path_or_bytes: a file path, or the raw file contents (e.g. read from stdin).
@@ -363,7 +381,7 @@ def read_image(
         data = bytes(path_or_bytes)
         if not data:
             raise ImageError(f"{label}: not a readable image (empty input)")
-        im, deep = _open_and_load(io.BytesIO(data), label, max_pixels)
+        im, deep, frames = _open_and_load(io.BytesIO(data), label, max_pixels)
     else:
         path = os.fspath(path_or_bytes)
         label = name if name is not None else path
@@ -379,8 +397,11 @@ def read_image(
         with f:
             if os.fstat(f.fileno()).st_size == 0:
                 raise ImageError(f"{label}: not a readable image (empty file)")
-            im, deep = _open_and_load(f, label, max_pixels)
+            im, deep, frames = _open_and_load(f, label, max_pixels)
 
+    if frames > 1:
+        warnings.warn(f"{label}: {frames} frames (animation or pages); only the first is "
+                      "encoded", FramesWarning, stacklevel=2)
     with im:
         if meta is not None:
             from .metadata import from_image

@@ -31,19 +31,17 @@ from .config import ModelConfig
 from .errors import WeightsError
 from .fileutil import atomic_writer
 from .model import CRDRModel
+from .weights_search import DEFAULT_WEIGHTS_NAME, default_weights_file
 
 FORMAT = "crdr-weights"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
-DEFAULT_NAME = "crdr-lite.pt"
+DEFAULT_NAME = DEFAULT_WEIGHTS_NAME
 
 
 def default_weights_path() -> Path:
     """$CRDR_WEIGHTS if set, else weights/crdr-lite.pt next to the package."""
-    env = os.environ.get("CRDR_WEIGHTS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "weights" / DEFAULT_NAME
+    return default_weights_file()
 
 
 def fingerprint(

@@ -29,6 +29,8 @@ from .errors import CrdrError, ModelMismatchError, WeightsError
 
 ENV_PATH = "CRDR_WEIGHTS_PATH"
 ENV_DEFAULT = "CRDR_WEIGHTS"
+#: File name of the shipped weights in :func:`package_weights_dir`.
+DEFAULT_WEIGHTS_NAME = "crdr-lite.pt"
 CACHE_NAME = "weights-ids.json"
 _CACHE_VERSION = 1
 
@@ -36,6 +38,14 @@ _CACHE_VERSION = 1
 def package_weights_dir() -> Path:
     """The ``weights/`` folder shipped next to the package."""
     return Path(__file__).resolve().parent.parent / "weights"
+
+
+def default_weights_file(env=None) -> Path:
+    """The weights ``crdr encode`` uses without ``--weights``: ``$CRDR_WEIGHTS`` if set,
+    else the shipped ``weights/crdr-lite.pt``."""
+    env = os.environ if env is None else env
+    named = env.get(ENV_DEFAULT)
+    return Path(named) if named else package_weights_dir() / DEFAULT_WEIGHTS_NAME
 
 
 def cache_path(env=None) -> Path:
@@ -225,3 +235,38 @@ class WeightsSearch:
             f"{self.describe_places()}{extra}; give them with --weights FILE|DIR or "
             f"${ENV_PATH}"
         )
+
+
+def model_id_of(path: str | os.PathLike, env=None, use_cache: bool = True) -> bytes | None:
+    """The model id of one weights file, or None if it is not a readable weights file.
+
+    Answered from the id cache when its entry is up to date; else the file's fingerprint
+    is computed without torch (:mod:`crdr_codec.weights_id`, about 0.1 s for the lite
+    weights) and cached. Only a file that reader does not understand is loaded with torch
+    (about 2 s). ``crdr --version`` uses this for the default weights.
+
+    Raises:
+        WeightsError: ``path`` does not exist.
+    """
+    from .weights_id import UnsupportedWeights, read_fingerprint
+
+    search = WeightsSearch(path, env=env, use_cache=use_cache)
+    p = Path(path).expanduser()
+    known, mid = search._cached_id(p)
+    if known:
+        return mid
+    try:
+        try:
+            mid = read_fingerprint(p)[:MODEL_ID_BYTES]
+        except UnsupportedWeights:
+            try:
+                got = search._load(p)  # torch; records the id (None if unreadable)
+            except WeightsError:
+                return None
+            return None if got is None else got[1][:MODEL_ID_BYTES]
+        except OSError:
+            mid = None
+        search._remember(p, mid)
+        return mid
+    finally:
+        search._save_cache()

@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def crdr(*args: str) -> float:
     t = time.time()
-    subprocess.run([sys.executable, "-m", "crdr_codec.cli", *args, "--quiet"], check=True)
+    # --force: a second run with the same --out folder replaces the demo's own files
+    subprocess.run([sys.executable, "-m", "crdr_codec.cli", *args, "--quiet", "--force"], check=True)
     return time.time() - t
 
 

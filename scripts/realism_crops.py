@@ -68,7 +68,7 @@ def run(args: argparse.Namespace, qs: list[float], betas: list[float], paths: li
 
     from crdr_codec.codec import Codec
     from crdr_codec.eval.plots import crop_sheet
-    from crdr_codec.eval.run import detail_window
+    from crdr_codec.eval.cropsheet import detail_window
     from crdr_codec.image_io import read_image, to_tensor
     from crdr_codec.metrics.basic import psnr
     from crdr_codec.metrics.lpips import LPIPS

@@ -52,7 +52,10 @@ def _anchor_usable(name: str) -> bool:
 
 def test_eval_modules_do_not_import_torch() -> None:
     code = ("import sys, crdr_codec.eval, crdr_codec.eval.run, crdr_codec.eval.anchors, "
-            "crdr_codec.eval.bdrate, crdr_codec.eval.plots, crdr_codec.eval.bench, crdr_codec.metrics.fid; "
+            "crdr_codec.eval.bdrate, crdr_codec.eval.plots, crdr_codec.eval.bench, crdr_codec.metrics.fid, "
+            "crdr_codec.eval.config, crdr_codec.eval.store, crdr_codec.eval.resume, crdr_codec.eval.measure, "
+            "crdr_codec.eval.pool, crdr_codec.eval.progress, crdr_codec.eval.summary, "
+            "crdr_codec.eval.cropsheet, crdr_codec.eval.report, crdr_codec.eval.bench_worker; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -389,6 +392,28 @@ def test_crdr_eval_argument_errors(tmp_path, runner, tiny_weights) -> None:
         assert res.exit_code == 1 and message in res.stderr, res.stderr
     res = runner.invoke(main, ["eval", str(tmp_path / "missing"), "-o", str(tmp_path / "o"), "--no-fid"])
     assert res.exit_code == 1 and "not a folder" in res.stderr
+
+
+def test_eval_settings_are_checked_in_the_library(tmp_path, runner) -> None:
+    """The library refuses what the command line refuses, with the same messages, before
+    any work (these checks used to live in the command, and the API accepted them)."""
+    from crdr_codec.eval.run import EvalConfig, run_eval
+
+    data, out = _tiny_set(tmp_path / "data"), tmp_path / "o"
+    for settings, message in (({"jobs": 0}, "--jobs must be positive"),
+                              ({"crop_size": 0}, "--crop-size must be positive"),
+                              ({"crop_bpp": 0.0}, "--crop-bpp must be positive"),
+                              ({"patch_size": 8}, "--patch-size must be at least 16"),
+                              ({"anchor_qualities": {"bpg": [50]}}, "unknown anchor 'bpg'"),
+                              ({"anchor_qualities": {"jpeg": [0]}}, r"jpeg quality must be an integer in \[1, 100\]")):
+        with pytest.raises(ParameterError, match=message):
+            run_eval(EvalConfig(data, out, fid=False, **settings))
+        option = "--" + next(iter(settings)).replace("_", "-")
+        if option in ("--crop-size", "--crop-bpp", "--patch-size"):
+            value = str(next(iter(settings.values())))
+            res = runner.invoke(main, ["eval", str(data), "-o", str(out), "--no-fid", option, value])
+            assert res.exit_code == 1 and message in res.stderr, res.stderr
+    assert not out.exists()
 
 
 # --------------------------------------------------------------------------- crdr bench

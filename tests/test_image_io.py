@@ -3,7 +3,6 @@ reads their images and writes its outputs."""
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 import warnings

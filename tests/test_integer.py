@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import make_tiny_model, natural_image
+from conftest import natural_image
 from crdr_codec.entropy import coder
 from crdr_codec.entropy.integer import (
     EXACT_LIMIT, FRAC, LRP_LIMIT, WEIGHT_BITS, IntLayer, build_layer, lrp_table,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
 from PIL import Image, ImageCms
 
 from conftest import natural_image
@@ -30,9 +28,10 @@ def _round_trip(runner, tiny_weights, tmp_path, im: Image.Image, save_kw: dict, 
     src = tmp_path / ("in.jpg" if "xmp" in save_kw else "in.png")
     im.save(src, **save_kw)
     enc, out = tmp_path / "a.crdr", tmp_path / out_name
-    res = _run(runner, "encode", src, enc, "--weights", tiny_weights, *encode_extra)
+    # --force: a test makes several round trips with the same file names
+    res = _run(runner, "encode", src, enc, "--weights", tiny_weights, "--force", *encode_extra)
     assert res.exit_code == 0, res.stderr
-    res = _run(runner, "decode", enc, out, "--weights", tiny_weights, *decode_extra)
+    res = _run(runner, "decode", enc, out, "--weights", tiny_weights, "--force", *decode_extra)
     assert res.exit_code == 0, res.stderr
     return enc, Image.open(out)
 

@@ -44,7 +44,6 @@ tensors in the weights file; nothing here evaluates a transcendental function at
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -73,7 +72,7 @@ class IntLayer:
     upsample: bool  # transposed conv, stride 2: zero insertion, then this conv
 
     def __post_init__(self) -> None:
-        k, cout = self.kernel, self.weight.shape[0]
+        cout = self.weight.shape[0]
         if not -(1 << 31) <= self.lo <= self.hi < 1 << 31:
             raise ValueError("integer layer output range must fit 32 bits")
         # (cout, k*k*cin): columns in (a, b, channel) order, like the im2col rows below

@@ -6,10 +6,24 @@ library, so ``crdr --help`` stays fast and torch is not loaded):
 * :mod:`crdr_codec.eval.anchors`: JPEG, WebP, AVIF, JPEG XL and HEIC through Pillow and
   its plugins, with default quality sweeps covering ~0.05-1.5 bpp on Kodak.
 * :mod:`crdr_codec.eval.run`: ``crdr eval``, the resumable sweep (real .crdr files,
-  per-image CSV, summary JSON, BD-rate table, plots).
+  per-image CSV, summary JSON, BD-rate table, plots): :func:`~crdr_codec.eval.run.run_eval`
+  runs it over the parts below.
+
+  - :mod:`~crdr_codec.eval.config`: :class:`~crdr_codec.eval.config.EvalConfig`, its
+    checks and its parsing from the command line's options; the image set.
+  - :mod:`~crdr_codec.eval.store`: the output folder (per-image CSV, features, files).
+  - :mod:`~crdr_codec.eval.resume`: continuing a folder, ``--anchors-from``.
+  - :mod:`~crdr_codec.eval.measure`: PSNR, MS-SSIM, LPIPS, Inception features.
+  - :mod:`~crdr_codec.eval.pool`: the anchors' encodes in worker processes.
+  - :mod:`~crdr_codec.eval.progress`: the progress bar.
+  - :mod:`~crdr_codec.eval.summary`: set means, FID/KID, BD-rates, summary.json, bdrate.csv.
+  - :mod:`~crdr_codec.eval.cropsheet` and :mod:`~crdr_codec.eval.report`: the crop sheet,
+    the plots and the printed report.
+
 * :mod:`crdr_codec.eval.bdrate`: Bjøntegaard delta rate (piecewise cubic, log rate).
 * :mod:`crdr_codec.eval.plots`: RD curves, beta sweep and crop sheet (matplotlib, Agg).
-* :mod:`crdr_codec.eval.bench`: ``crdr bench``, encode/decode timing and memory.
+* :mod:`crdr_codec.eval.bench`: ``crdr bench``, encode/decode timing and memory (each
+  entry timed in a :mod:`~crdr_codec.eval.bench_worker` child process).
 
 The value-list parser shared by the command line lives here.
 """
@@ -19,13 +33,9 @@ from __future__ import annotations
 import math
 from typing import List, Optional
 
-from crdr_codec.errors import CrdrError, ParameterError
+from crdr_codec.errors import ParameterError, ResumeError
 
 __all__ = ["parse_values", "ResumeError"]
-
-
-class ResumeError(CrdrError, ValueError):
-    """An output folder holds results that cannot be continued (other model or settings)."""
 
 
 def _number(text: str, option: str) -> float:

@@ -42,7 +42,7 @@ from PIL import Image, features
 
 from crdr_codec.errors import DependencyError, ParameterError
 
-__all__ = ["Anchor", "ANCHORS", "get_anchor", "parse_anchor_names", "anchor_versions"]
+__all__ = ["Anchor", "ANCHORS", "get_anchor", "parse_anchor_names", "parse_anchor_qualities", "anchor_versions"]
 
 
 @dataclass(frozen=True)
@@ -234,6 +234,26 @@ def parse_anchor_names(text: str) -> List[str]:
         if key not in names:
             names.append(key)
     return names
+
+
+def parse_anchor_qualities(items: Sequence[str]) -> Dict[str, List[int]]:
+    """``--anchor-q`` items ``NAME=LIST`` (``"jpeg=5:95:10"``) -> ``{name: qualities}``.
+
+    Raises:
+        ParameterError: not ``NAME=LIST``, an unknown name, or a quality outside the
+            anchor's range (the message names the option).
+    """
+    from crdr_codec.eval import parse_values
+
+    out: Dict[str, List[int]] = {}
+    for item in items:
+        name, sep, spec = item.partition("=")
+        name = name.strip().lower()
+        if not sep or name not in ANCHORS:
+            raise ParameterError(f"--anchor-q expects NAME=LIST with NAME one of {', '.join(ANCHORS)}, got '{item}'")
+        lo, hi = ANCHORS[name].quality_range
+        out[name] = [int(v) for v in parse_values(spec, f"--anchor-q {name}", lo, hi, integer=True)]
+    return out
 
 
 def _dist_version(dist: str) -> str:

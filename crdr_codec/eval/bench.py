@@ -25,38 +25,35 @@ dec synthesis   g_s (beta-conditioned)                        g_s (timed on its 
 The mbt2018-mean split is derived (total minus the separately timed transform), the crdr
 split is measured directly. Anchors have totals only.
 
-Each entry runs in a fresh subprocess, so its peak memory (``ru_maxrss`` minus the RSS
-after imports and image loading) is its own. Every image is coded once as warm-up, then
-``--repeats`` times; per stage the median over repeats is reported with its [min-max]
-spread, for the average image (each repeat's times summed over images, divided by the
-number of images). Megapixels per second use the median. Ratios to a baseline entry
-(``mbt2018-mean`` by default) are printed because they stay comparable on loaded or
-noisy machines where absolute seconds do not.
+Each entry runs in a fresh subprocess (:mod:`crdr_codec.eval.bench_worker`), so its peak
+memory (``ru_maxrss`` minus the RSS after imports and image loading) is its own. Every
+image is coded once as warm-up, then ``--repeats`` times; per stage the median over
+repeats is reported with its [min-max] spread, for the average image (each repeat's times
+summed over images, divided by the number of images). Megapixels per second use the
+median. Ratios to a baseline entry (``mbt2018-mean`` by default) are printed because they
+stay comparable on loaded or noisy machines where absolute seconds do not.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from crdr_codec.errors import CrdrError, DependencyError, ParameterError
+from crdr_codec.errors import CrdrError, ParameterError
+from crdr_codec.formats import IMAGE_EXTENSIONS
 
-__all__ = ["BenchConfig", "run_bench", "format_bench", "main", "MBT", "STAGES"]
+__all__ = ["BenchConfig", "run_bench", "format_bench", "write_json", "parse_config_names", "MBT", "STAGES"]
 
 MBT = "mbt2018-mean"
 STAGES = ("enc_analysis", "enc_entropy", "enc_total", "dec_entropy", "dec_synthesis", "dec_total")
 #: crdr lite target: encode and decode at most this many seconds for 768x512 on 2 cores.
 LITE_BUDGET_S = 1.5
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm")
 
 
 class BenchConfig:
@@ -99,6 +96,16 @@ class BenchConfig:
         self.baseline = baseline
         self.quiet = quiet
 
+    @classmethod
+    def from_options(cls, images: Sequence[str], configs: str = "lite",
+                     anchors: str = "jpeg,webp,avif,jxl,heic", **settings: Any) -> "BenchConfig":
+        """A config from the command line's text options: ``configs`` and ``anchors`` are
+        comma lists (or ``"none"``); ``settings`` are the other arguments, as they are."""
+        from crdr_codec.eval.anchors import parse_anchor_names
+
+        return cls(list(images), configs=parse_config_names(configs), anchors=parse_anchor_names(anchors),
+                   **settings)
+
     def entries(self) -> List[str]:
         names = [f"crdr:{c}" for c in self.configs]
         if self.weights:
@@ -106,6 +113,11 @@ class BenchConfig:
         if self.mbt:
             names.append(MBT)
         return names + list(self.anchors)
+
+
+def parse_config_names(text: str) -> List[str]:
+    """``"lite,paper"`` -> ``["lite", "paper"]``; ``""`` or ``"none"`` -> ``[]`` (checked by :func:`run_bench`)."""
+    return [] if text.strip().lower() in ("", "none") else [c.strip() for c in text.split(",") if c.strip()]
 
 
 def expand_images(items: Sequence[str]) -> List[str]:
@@ -127,139 +139,6 @@ def expand_images(items: Sequence[str]) -> List[str]:
     return out
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-
-
-# --------------------------------------------------------------------------- worker
-
-
-def _worker(spec: Dict[str, Any]) -> Dict[str, Any]:
-    """Time one entry on all images in this (fresh) process.
-
-    The process gets the same allocator tuning as the ``crdr`` command (for every entry,
-    so the ratios compare like with like).
-    """
-    import numpy as np
-
-    from crdr_codec.runtime import tune_malloc
-
-    tune_malloc()
-
-    from crdr_codec.image_io import read_image
-
-    name: str = spec["name"]
-    threads: int = spec["threads"]
-    repeats: int = spec["repeats"]
-    q, beta = spec["q"], spec["beta"]
-    images = [read_image(p) for p in spec["images"]]
-    params: Optional[int] = None
-    if name.startswith("crdr:") or name == MBT:
-        import torch
-
-        torch.set_num_threads(threads)
-        from crdr_codec.image_io import pad_to_multiple, to_tensor
-
-        if name == MBT:
-            try:
-                from compressai.zoo import mbt2018_mean
-            except ImportError as exc:
-                raise DependencyError(f"{MBT} needs compressai: pip install compressai ({exc})") from None
-        else:
-            from crdr_codec.codec import Codec
-            from crdr_codec.config import get_config
-            from crdr_codec.model import CRDRModel
-            from crdr_codec.weights import load_weights
-    else:
-        from crdr_codec.eval.anchors import get_anchor
-
-        anchor = get_anchor(name)
-    base_mb = _rss_mb()
-
-    codec = None
-    if name == MBT:
-        net = mbt2018_mean(quality=3, pretrained=False).eval()
-        net.update(force=True)
-        params = sum(p.numel() for p in net.parameters())
-    elif name.startswith("crdr:"):
-        if name == "crdr:weights":
-            net, fp = load_weights(spec["weights"])
-            codec = Codec(model=net, fingerprint=fp, device="cpu")
-        else:
-            torch.manual_seed(0)
-            net = CRDRModel(get_config(name.split(":", 1)[1])).eval()
-        params = sum(p.numel() for p in net.parameters())
-
-    def once(rgb: "np.ndarray") -> tuple:
-        """One encode + decode; returns (stage seconds, bytes)."""
-        t: Dict[str, float] = {}
-        if name == MBT:
-            x = pad_to_multiple(torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255.0, 64)
-            with torch.inference_mode():
-                t0 = time.perf_counter()
-                y = net.g_a(x)
-                t1 = time.perf_counter()
-                out = net.compress(x)
-                t2 = time.perf_counter()
-                net.g_s(y)
-                t3 = time.perf_counter()
-                net.decompress(out["strings"], out["shape"])
-                t4 = time.perf_counter()
-            nbytes = sum(len(s[0]) for s in out["strings"])
-            t = {"enc_analysis": t1 - t0, "enc_total": t2 - t1, "dec_synthesis": t3 - t2,
-                 "dec_total": t4 - t3}
-            t["enc_entropy"] = max(0.0, t["enc_total"] - t["enc_analysis"])
-            t["dec_entropy"] = max(0.0, t["dec_total"] - t["dec_synthesis"])
-        elif name.startswith("crdr:"):
-            x = pad_to_multiple(to_tensor(rgb), 64)
-            H, W = x.shape[-2:]
-            t0 = time.perf_counter()
-            y = net.analyze(x, q)
-            t1 = time.perf_counter()
-            payload = net.compress_latent(y).payload
-            t2 = time.perf_counter()
-            y_hat, _ = net.decode_latent(payload, H, W)
-            t3 = time.perf_counter()
-            net.synthesize(y_hat, q, beta)
-            t4 = time.perf_counter()
-            nbytes = len(payload)
-            t = {"enc_analysis": t1 - t0, "enc_entropy": t2 - t1, "enc_total": t2 - t0,
-                 "dec_entropy": t3 - t2, "dec_synthesis": t4 - t3, "dec_total": t4 - t2}
-            if codec is not None:  # the file-level API end to end
-                t5 = time.perf_counter()
-                data = codec.encode(rgb, q).data
-                t6 = time.perf_counter()
-                codec.decode(data, beta)
-                t7 = time.perf_counter()
-                t.update(file_enc=t6 - t5, file_dec=t7 - t6)
-        else:
-            t0 = time.perf_counter()
-            data = anchor.encode(rgb, anchor.bench_quality, threads=threads)
-            t1 = time.perf_counter()
-            anchor.decode(data)
-            t2 = time.perf_counter()
-            nbytes = len(data)
-            t = {"enc_total": t1 - t0, "dec_total": t2 - t1}
-        return t, nbytes
-
-    per_image = []
-    for path, rgb in zip(spec["images"], images):
-        once(rgb)  # warm-up
-        times: Dict[str, List[float]] = {}
-        nbytes = 0
-        for _ in range(repeats):
-            t, nbytes = once(rgb)
-            for k, v in t.items():
-                times.setdefault(k, []).append(v)
-        h, w = rgb.shape[:2]
-        per_image.append({"image": path, "width": w, "height": h, "bytes": nbytes,
-                          "bpp": nbytes * 8.0 / (h * w), "times": times})
-    setting = (f"quality {anchor.bench_quality}, {anchor.settings}" if not (name.startswith("crdr:") or name == MBT)
-               else (f"q={q:g} beta={beta:g}" if name.startswith("crdr:") else "quality 3, untrained"))
-    return {"name": name, "setting": setting, "params": params, "threads": threads, "repeats": repeats,
-            "per_image": per_image, "base_rss_mb": base_mb, "peak_mb": max(0.0, _rss_mb() - base_mb)}
-
-
 def _measure(cfg: BenchConfig, name: str) -> Dict[str, Any]:
     """Run one entry in a subprocess and parse its JSON result."""
     reps = cfg.repeats if cfg.repeats is not None else (1 if name == "crdr:paper" else 3)
@@ -269,7 +148,7 @@ def _measure(cfg: BenchConfig, name: str) -> Dict[str, Any]:
     if not cfg.quiet:
         print(f"... {name} ({reps} repeat{'s' * (reps != 1)} + warm-up, {len(cfg.images)} image"
               f"{'s' * (len(cfg.images) != 1)})", file=sys.stderr, flush=True)
-    proc = subprocess.run([sys.executable, "-m", "crdr_codec.eval.bench", "--_worker", json.dumps(spec)],
+    proc = subprocess.run([sys.executable, "-m", "crdr_codec.eval.bench_worker", json.dumps(spec)],
                           capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
@@ -399,57 +278,7 @@ def format_bench(report: Dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-# --------------------------------------------------------------------------- entry points
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    """``python -m crdr_codec.eval.bench`` (also the worker entry point)."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("images", nargs="*")
-    p.add_argument("--configs", default="lite")
-    p.add_argument("--weights", default=None)
-    p.add_argument("--anchors", default="jpeg,webp,avif,jxl,heic")
-    p.add_argument("--no-mbt", action="store_true")
-    p.add_argument("--q", type=float, default=2.0)
-    p.add_argument("--beta", type=float, default=0.0)
-    p.add_argument("--repeats", type=int, default=None)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--baseline", default=None)
-    p.add_argument("--json", default=None)
-    p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args._worker:
-        try:
-            result = _worker(json.loads(args._worker))
-        except CrdrError as e:
-            print(" ".join(str(e).split()), file=sys.stderr)
-            sys.exit(1)
-        print(json.dumps(result))
-        return
-    from crdr_codec.eval.anchors import parse_anchor_names
-
-    try:
-        cfg = BenchConfig(args.images, configs=_split(args.configs), weights=args.weights,
-                          anchors=parse_anchor_names(args.anchors), mbt=not args.no_mbt, q=args.q,
-                          beta=args.beta, repeats=args.repeats, threads=args.threads, baseline=args.baseline)
-        report = run_bench(cfg)
-    except CrdrError as e:
-        print("crdr bench: error: " + " ".join(str(e).split()), file=sys.stderr)
-        sys.exit(1)
-    print(format_bench(report))
-    if args.json:
-        write_json(args.json, report)
-
-
-def _split(text: str) -> List[str]:
-    return [] if text.strip().lower() in ("", "none") else [c.strip() for c in text.split(",") if c.strip()]
-
-
 def write_json(path: str, report: Dict[str, Any]) -> None:
     from crdr_codec.fileutil import atomic_write_bytes
 
     atomic_write_bytes(path, (json.dumps(report, indent=2) + "\n").encode())
-
-
-if __name__ == "__main__":
-    main()

@@ -14,8 +14,7 @@ import torch
 from PIL import Image
 
 from ..errors import CrdrError
-
-EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+from ..formats import IMAGE_EXTENSIONS as EXTENSIONS
 
 
 def list_images(folders: list[str] | tuple[str, ...]) -> list[Path]:
@@ -68,37 +67,55 @@ class CropSampler:
             out = out[:, ::-1]
         return out
 
-    def batch(self, size: int, batch: int, g: torch.Generator) -> torch.Tensor:
-        """A (batch, 3, size, size) float32 tensor in [-1, 1]."""
+    def batch_u8(self, size: int, batch: int, g: torch.Generator) -> torch.Tensor:
+        """A (batch, 3, size, size) uint8 tensor: the crops of :meth:`batch`, 4x fewer
+        bytes to move between processes and to the GPU (:func:`to_unit` converts them)."""
         idx = torch.randint(0, len(self.files), (batch,), generator=g).tolist()
         crops = np.stack([self.crop(self.image(i), size, g) for i in idx])
-        x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
-        return x / 127.5 - 1.0
+        return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2)
+
+    def batch(self, size: int, batch: int, g: torch.Generator) -> torch.Tensor:
+        """A (batch, 3, size, size) float32 tensor in [-1, 1]."""
+        return to_unit(self.batch_u8(size, batch, g))
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float32 in [-1, 1]; the same values on any device (one IEEE
+    division and one subtraction per element), a float batch is returned as it is."""
+    if x.dtype != torch.uint8:
+        return x
+    return x.float() / 127.5 - 1.0
 
 
 class StepBatches(torch.utils.data.Dataset):
     """Map-style view "step -> batch" so DataLoader workers can prepare batches ahead.
 
     Because every batch is a pure function of (seed, step, rank), prefetching in worker
-    processes gives exactly the batches the main process would have drawn.
+    processes gives exactly the batches the main process would have drawn. With
+    ``raw=True`` the batches stay uint8 (what the workers hand over; the trainer converts
+    them with :func:`to_unit` on its device).
     """
 
-    def __init__(self, sampler: CropSampler, crop_at, seed: int, rank: int) -> None:
+    def __init__(self, sampler: CropSampler, crop_at, seed: int, rank: int, raw: bool = False) -> None:
         self.sampler, self.crop_at, self.seed, self.rank = sampler, crop_at, seed, rank
+        self.raw = raw
 
     def __len__(self) -> int:
         return 1 << 62
 
     def __getitem__(self, step: int) -> torch.Tensor:
         crop, batch = self.crop_at(step)
-        return self.sampler.batch(crop, batch, step_generator(self.seed, step, self.rank))
+        g = step_generator(self.seed, step, self.rank)
+        return self.sampler.batch_u8(crop, batch, g) if self.raw else self.sampler.batch(crop, batch, g)
 
 
-def prefetching_loader(dataset: StepBatches, start: int, end: int, workers: int):
-    """Batches for steps start..end-1, prepared by ``workers`` processes (in step order)."""
+def prefetching_loader(dataset: StepBatches, start: int, end: int, workers: int,
+                       pin_memory: bool = False, prefetch: int = 2):
+    """Batches for steps start..end-1, prepared by ``workers`` processes (in step order).
+    ``pin_memory`` (for a CUDA device) lets the copy to the GPU overlap the step."""
     return iter(
         torch.utils.data.DataLoader(
             dataset, batch_size=None, sampler=range(start, end), num_workers=workers,
-            prefetch_factor=2, persistent_workers=False,
+            prefetch_factor=prefetch, persistent_workers=False, pin_memory=pin_memory,
         )
     )
