@@ -20,14 +20,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..config import BETA_MAX, NUM_LEVELS, get_config
+from ..config import NUM_LEVELS, get_config
 from ..errors import CrdrError
 from ..fileutil import atomic_writer, folder_lock
 from ..weights import save_weights
-from .config import StageConfig, TrainConfig
-from .data import CropSampler, StepBatches, list_images, prefetching_loader, step_generator
+from .config import TrainConfig
+from .data import CropSampler, StepBatches, list_images, prefetching_loader, step_generator, to_unit
 from .discriminator import MultiLevelDiscriminator
-from .losses import hrrgan_discriminator_loss, hrrgan_generator_loss, mse01, rate_weight
+from .losses import hrrgan_discriminator_loss, hrrgan_generator_loss, mse01
 from .trainable import TrainableCRDR, inference_model
 
 CKPT_FORMAT = "crdr-train-checkpoint"
@@ -87,7 +87,16 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.device = torch.device(device)
+        if self.device.type == "cuda":
+            # fixed crop sizes: let cuDNN pick the fastest kernels; TF32 for the float32
+            # parts (likelihoods, LPIPS) -- training only, coding never runs here
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         self.quiet = quiet
+        # (first step, steps) of an lr ramp from zero (set_warmup: a run started from
+        # weights alone, whose Adam moments restart)
+        self.ramp: tuple[int, int] | None = None
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.world = dist.get_world_size() if dist.is_initialized() else 1
         torch.manual_seed(cfg.seed)
@@ -292,11 +301,15 @@ class Trainer:
         crop, batch_size = st.crop_at(step)
         if batch is None:  # the same step -> batch mapping the prefetching workers use
             batch = StepBatches(self.sampler, st.crop_at, cfg.seed + 1, self.rank)[step]
-        x = batch.to(dev)
+        # workers hand over uint8 (pinned for CUDA): copied without waiting, converted there
+        x = to_unit(batch.to(dev, non_blocking=True))
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        ramp = 1.0
+        if self.ramp is not None and self.ramp[1] > 0:
+            ramp = min(1.0, max(0, step - self.ramp[0] + 1) / self.ramp[1])
         for grp, scale in zip(self.opt.param_groups, self.lr_scales):
-            grp["lr"] = st.lr_at(step) * scale
+            grp["lr"] = st.lr_at(step) * scale * ramp
         if self.opt_d is not None:
             for grp in self.opt_d.param_groups:
                 grp["lr"] = st.disc_lr * (st.lr_decay if step >= st.lr_decay_at * st.steps else 1.0)
@@ -307,18 +320,19 @@ class Trainer:
         with ac:
             out = self.forward_fn(x, qt, bt)
         idx = min(level, len(st.rate_targets) - 1)
-        bpp_val = out.bpp.item()
-        lam = rate_weight(bpp_val, st.rate_targets[idx], st.rate_lambda_a[idx], st.rate_lambda_b)
+        # the switched rate weight chosen on the device: no wait for the GPU here
+        lam = torch.where(out.bpp.detach() > st.rate_targets[idx], st.rate_lambda_a[idx], st.rate_lambda_b)
         mse = mse01(out.x_hat, x)
         loss = lam * out.bpp + st.lambda_d * mse
-        logs = {"level": level, "beta": beta, "crop": crop, "bpp": bpp_val, "mse": mse.item()}
+        logs = {"level": level, "beta": beta, "crop": crop}
+        parts = {"bpp": out.bpp, "mse": mse}
         if self.stage < 3:
             if lpips is not None:
                 lp = lpips(out.x_hat, x).mean()
                 loss = loss + st.lambda_p * lp
-                logs["lpips"] = lp.item()
+                parts["lpips"] = lp
         elif beta > 0:
-            lp = lpips(out.x_hat, x).mean() if lpips is not None else torch.zeros(())
+            lp = lpips(out.x_hat, x).mean() if lpips is not None else torch.zeros((), device=dev)
             with torch.no_grad(), ac:
                 ref = x if level == NUM_LEVELS - 1 else self.net(x, qt + 1, bt).x_hat.float()
             d = self.disc
@@ -327,9 +341,12 @@ class Trainer:
                 adv = hrrgan_generator_loss(d(out.x_hat, level).float(), d(ref, level).float())
             d.requires_grad_(True)
             loss = loss + beta * (st.lambda_p * lp + st.lambda_adv * adv)
-            logs.update(lpips=lp.item(), adv=adv.item())
+            parts.update(lpips=lp, adv=adv)
 
-        lv = loss.item()
+        # one transfer from the device for every logged number (and the loss check)
+        values = torch.stack([loss.detach().float()] + [v.detach().float() for v in parts.values()]).tolist()
+        lv = values[0]
+        logs.update(zip(parts, values[1:]))
         if not math.isfinite(lv) or lv > 1e4:
             self.skipped += 1
             self.opt.zero_grad(set_to_none=True)
@@ -376,32 +393,66 @@ class Trainer:
         return loss.item()
 
     # ------------------------------------------------------------ the run
-    def run(self, max_steps: int | None = None, max_minutes: float | None = None) -> None:
+    def run(self, max_steps: int | None = None, max_minutes: float | None = None,
+            budget_minutes: float | None = None, decay_share: float = 0.2,
+            budget_start: float | None = None) -> None:
         """Train until the stage's step count (or a limit) is reached; checkpoint on the way.
+
+        ``budget_minutes`` makes the run time-boxed (see :class:`TimeBox`): the stage's
+        last step is set from the measured step time so that training ends within that
+        many minutes, with the last ``decay_share`` of this run's steps at lr x lr_decay;
+        the preset's own step count and lr drop are replaced. The budget counts from
+        ``budget_start`` (a time.time() value; default: now), so a caller can put its own
+        start-up (loading, data decoding) inside it.
 
         One training process per run folder (rank 0 holds its lock): a second one started by
         mistake stops with an error instead of overwriting the first one's checkpoints."""
         with folder_lock(self.run_dir, "crdr train") if self.rank == 0 else contextlib.nullcontext():
-            self._run(max_steps, max_minutes)
+            self._run(max_steps, max_minutes, budget_minutes, decay_share, budget_start)
 
-    def _run(self, max_steps: int | None, max_minutes: float | None) -> None:
-        cfg, st = self.cfg, self.st
+    def set_warmup(self, steps: int) -> None:
+        """Ramp the lr up linearly over the next ``steps`` steps from the current one."""
+        self.ramp = (self.step, steps) if steps > 0 else None
+
+    def set_schedule(self, steps: int, decay_step: int) -> None:
+        """Replace this stage's last step and lr drop (recorded in later checkpoints)."""
+        at = min(1.0, (decay_step - 0.5) / steps) if steps > 0 else 1.0
+        self.st = dataclasses.replace(self.st, steps=steps, lr_decay_at=at)
+        self.cfg = dataclasses.replace(self.cfg, stages={**self.cfg.stages, self.stage: self.st})
+
+    def _run(self, max_steps: int | None, max_minutes: float | None,
+             budget_minutes: float | None = None, decay_share: float = 0.2,
+             budget_start: float | None = None) -> None:
+        cfg = self.cfg
         if self.sampler is None:
             self.sampler = CropSampler(list_images(cfg.data), cache=cfg.cache_images)
-        end = st.steps if max_steps is None else min(st.steps, self.step + max_steps)
         t_start = last_ckpt = time.time()
+        deadline = math.inf if max_minutes is None else t_start + max_minutes * 60
+        box = None
+        if budget_minutes is not None:
+            b0 = t_start if budget_start is None else min(budget_start, t_start)
+            box = TimeBox(self, budget_minutes * 60 - (t_start - b0), decay_share, t_start)
+            deadline = min(deadline, b0 + budget_minutes * 60)
+        st = self.st
+        cap = math.inf if max_steps is None else self.step + max_steps
+        end = min(st.steps, cap)
         stop = _StopFlag()  # SIGTERM / SIGINT: finish the step, checkpoint, exit cleanly
         log_path = self.run_dir / "log.csv"
         bar = _progress(self.step, end, self.quiet or self.rank != 0)
         tb = _tensorboard(self.run_dir) if self.rank == 0 else None
         batches = None
         if cfg.workers > 0:
-            ds = StepBatches(self.sampler, st.crop_at, cfg.seed + 1, self.rank)
-            batches = prefetching_loader(ds, self.step, end, cfg.workers)
+            ds = StepBatches(self.sampler, st.crop_at, cfg.seed + 1, self.rank, raw=True)
+            batches = prefetching_loader(ds, self.step, end, cfg.workers,
+                                         pin_memory=self.device.type == "cuda",
+                                         prefetch=4 if self.device.type == "cuda" else 2)
         while self.step < end:
             t0 = time.time()
             logs = self.train_step(next(batches) if batches is not None else None)
             logs["sec"] = time.time() - t0
+            if box is not None and box.update(time.time()):
+                end = min(self.st.steps, cap)
+                bar.set_end(end)
             if self.rank == 0:
                 bar.update(logs)
                 if self.step % cfg.log_every == 0 or self.step == end:
@@ -420,13 +471,13 @@ class Trainer:
             if cfg.val_every and self.step % cfg.val_every == 0 and self.rank == 0 and cfg.val_data:
                 self.validate()
             if self._all_agree_to_stop(
-                stop.raised or (max_minutes is not None and now - t_start > max_minutes * 60)
+                stop.raised or now > deadline
             ):
                 self.save_checkpoint()
                 if stop.raised:
                     self._log(f"stopped by signal at step {self.step}; checkpoint saved")
                 break
-        if self.step >= st.steps and not self.ckpt_path.exists():
+        if self.step >= self.st.steps and not self.ckpt_path.exists():
             # e.g. weights exported at the end of this stage: the next stage starts from here
             self.save_checkpoint()
         stop.restore()
@@ -485,6 +536,54 @@ class Trainer:
     def _log(self, msg: str) -> None:
         if self.rank == 0 and not self.quiet:
             print(msg, file=sys.stderr, flush=True)
+
+
+class TimeBox:
+    """Fits a stage's last step to a wall-clock budget (``crdr train --budget-minutes``).
+
+    Until the first fit the schedule is open-ended at the full lr. The first ``warmup``
+    steps are not timed (CUDA kernel selection, allocator growth, data workers starting);
+    after that the wall time per step (checkpoints and logging included) is measured, and
+    once 10 % of the budget has been timed the last step is set so that training ends
+    within the budget (3 % to spare), with the last ``decay_share`` of this run's steps at
+    lr x lr_decay. The fit is repeated every further 10 % of the budget while the lr drop
+    is still ahead, so a drift in step time moves the end; once the drop has begun the
+    end stays. The hard stop at the budget applies in any case (the caller's max_minutes).
+    """
+
+    def __init__(self, trainer: Trainer, seconds: float, decay_share: float, t0: float,
+                 warmup: int = 3) -> None:
+        if trainer.world > 1:
+            raise CrdrError("--budget-minutes runs in one process only (no torchrun)")
+        if not 0 <= decay_share < 1:
+            raise CrdrError("the decayed share of a time-boxed run must lie in [0, 1)")
+        self.tr, self.seconds, self.share, self.t0 = trainer, seconds, decay_share, t0
+        self.start = trainer.step
+        self.warmup = warmup
+        self.mark: tuple[float, int] | None = None
+        self.next_fit = math.inf
+        self.decay_step = math.inf
+        far = trainer.step + 10**9
+        trainer.set_schedule(far, far)  # open-ended, full lr, until the first fit
+
+    def update(self, now: float) -> bool:
+        """Call after every step; True when the schedule (the last step) changed."""
+        tr = self.tr
+        if self.mark is None:
+            if tr.step - self.start >= self.warmup:
+                self.mark = (now, tr.step)
+                self.next_fit = now + 0.1 * self.seconds
+            return False
+        if now < self.next_fit or tr.step >= self.decay_step or tr.step <= self.mark[1]:
+            return False
+        per_step = (now - self.mark[0]) / (tr.step - self.mark[1])
+        left = self.t0 + self.seconds - now
+        end = tr.step + max(0, int(0.97 * left / per_step))
+        self.decay_step = max(tr.step, self.start + math.ceil((1 - self.share) * (end - self.start)))
+        tr.set_schedule(end, self.decay_step)
+        self.next_fit = now + 0.1 * self.seconds
+        tr._log(f"time box: {per_step:.3f} s/step, last step {end}, lr drop at step {self.decay_step}")
+        return True
 
 
 class _StopFlag:
@@ -570,6 +669,12 @@ class _progress:
             self.bar.update(1)
         elif self.n % 50 == 0:
             print(f"step {self.n}/{self.end} {post}", file=sys.stderr, flush=True)
+
+    def set_end(self, end: int) -> None:
+        self.end = end
+        if self.bar is not None:
+            self.bar.total = end
+            self.bar.refresh()
 
     def close(self) -> None:
         if self.bar is not None:
