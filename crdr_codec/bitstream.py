@@ -350,12 +350,26 @@ def header_size(header: Header, sections=()) -> int:
             + len(_section_bytes(sections)))
 
 
+def file_info(data: bytes) -> dict:
+    """What ``crdr info`` shows of a whole .crdr file: the header fields, the sizes of the
+    file, the header (with the sections) and the payload, bits per pixel and the sections.
+
+    Raises:
+        BitstreamError: ``data`` is not a valid .crdr file (see :func:`unpack`).
+    """
+    header, payload, sections = unpack(data)
+    return {**header.to_json(), "file_bytes": len(data),
+            "header_bytes": header_size(header, sections), "payload_bytes": len(payload),
+            "bpp": len(data) * 8 / (header.height * header.width),
+            "sections": [s.to_json() for s in sections]}
+
+
 def read_info(source) -> dict:
     """The header fields and sections of a .crdr file (its path or its bytes), as shown
     by ``crdr info --json``; needs no model and no torch."""
     import os
 
-    data = source if isinstance(source, (bytes, bytearray, memoryview)) else open(os.fspath(source), "rb").read()
-    header, payload, sections = unpack(bytes(data))
-    return {**header.to_json(), "file_bytes": len(data), "payload_bytes": len(payload),
-            "sections": [s.to_json() for s in sections]}
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return file_info(bytes(source))
+    with open(os.fspath(source), "rb") as f:
+        return file_info(f.read())

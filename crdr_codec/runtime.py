@@ -44,3 +44,16 @@ def tune_malloc() -> bool:
     mallopt.restype = ctypes.c_int
     _done = bool(mallopt(_M_MMAP_THRESHOLD, _THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _THRESHOLD))
     return _done
+
+
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` CPU threads for torch (``--threads``); None leaves torch's choice.
+
+    Works before torch is imported (the usual case: ``OMP_NUM_THREADS`` is read when it
+    loads) and after (``torch.set_num_threads``), without importing torch itself.
+    """
+    if threads is None:
+        return
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)

@@ -622,13 +622,13 @@ def test_missing_input_is_reported_without_loading_the_model(runner, tmp_path, m
 
 
 def test_binary_output_to_a_terminal_is_refused(encoded, monkeypatch):
-    from crdr_codec import cli
+    from crdr_codec.cli import common
     from crdr_codec.errors import CrdrError
 
-    monkeypatch.setattr(cli.sys.stdout, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(common.sys.stdout, "isatty", lambda: True, raising=False)
     with pytest.raises(CrdrError, match="terminal"):
-        cli._refuse_terminal("-")
-    cli._refuse_terminal("out.png")  # a file is fine
+        common.refuse_terminal("-")
+    common.refuse_terminal("out.png")  # a file is fine
 
 
 def test_short_q_and_threads(runner, tiny_weights, png, tmp_path):

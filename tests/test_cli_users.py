@@ -248,10 +248,10 @@ def test_bpp_target_that_cannot_be_met(runner, tiny_weights, tmp_path):
 
 
 def test_bpp_search_shows_each_step_on_a_terminal(runner, tiny_weights, tmp_path, monkeypatch):
-    from crdr_codec import cli
+    from crdr_codec.cli import encode as encode_command
 
     src = save_png(tmp_path / "img.png", 32, 48)
-    monkeypatch.setattr(cli, "_stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(encode_command, "_stderr_is_terminal", lambda: True)
     res = crdr(runner, "encode", src, tmp_path / "a.crdr", "--bpp", "0.5",
                "--weights", tiny_weights)
     assert res.exit_code in (0, 3), res.stderr
@@ -263,7 +263,7 @@ def test_bpp_search_shows_each_step_on_a_terminal(runner, tiny_weights, tmp_path
                "--weights", tiny_weights, "--quiet")
     assert not [line for line in stderr_lines(res) if "try " in line]
 
-    monkeypatch.setattr(cli, "_stderr_is_terminal", lambda: False)  # a log file
+    monkeypatch.setattr(encode_command, "_stderr_is_terminal", lambda: False)  # a log file
     res = crdr(runner, "encode", src, tmp_path / "c.crdr", "--bpp", "0.5",
                "--weights", tiny_weights)
     assert not [line for line in stderr_lines(res) if "try " in line]

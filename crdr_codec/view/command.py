@@ -1,4 +1,4 @@
-"""The ``crdr view`` command (registered at the end of :mod:`crdr_codec.cli`)."""
+"""The ``crdr view`` command (registered in :mod:`crdr_codec.cli`)."""
 
 from __future__ import annotations
 

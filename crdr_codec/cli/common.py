@@ -1,0 +1,269 @@
+"""What the `crdr` commands share: options, the batch runner, path and overwrite checks,
+and the lines they print.
+
+What encode and decode print on stderr (all of it one line per event):
+
+* ``crdr: error: ...`` for a file that failed (the others still run; exit code 1);
+* ``crdr: warning: ...`` for a ``--bpp`` target that could not be reached (exit code 3
+  unless something failed);
+* ``crdr: note: FILE: ...`` for what the user should know about an input (16-bit
+  reduced to 8, only the first frame of an animation), hidden by ``--quiet``;
+* one result line per file (``[k/N]`` in front in a batch), and with ``--bpp`` on a
+  terminal one line per encode of the search; hidden by ``--quiet``.
+
+There is no progress bar: the per-file lines are the progress, so nothing on the
+terminal is ever overwritten.
+
+Only light modules are imported here (no torch), so ``crdr --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from ..errors import CrdrError, OutputExistsError
+
+# ------------------------------------------------------------------------ printing
+
+
+def error_line(e: CrdrError) -> str:
+    """The one stderr line for a user error (messages from other libraries, e.g. torch's
+    unpickler, can span several lines)."""
+    return "crdr: error: " + " ".join(str(e).split())
+
+
+def display_name(path: str) -> str:
+    """How an input is named in messages (``-`` is stdin)."""
+    return "<stdin>" if path == "-" else path
+
+
+def named(e: CrdrError, src: str) -> CrdrError:
+    """The error with the input's name in front, unless its message names it already."""
+    name, msg = display_name(src), str(e)
+    if msg.startswith(name) or f"{name}:" in msg or f"'{name}'" in msg:
+        return e
+    return CrdrError(f"{name}: {msg}")
+
+
+def note_line(w: warnings.WarningMessage, src: str) -> str:
+    """A warning raised while working on ``src`` as one ``crdr: note:`` line naming it."""
+    name = display_name(src)
+    msg = " ".join(str(w.message).split())
+    if not msg.startswith(f"{name}:"):
+        msg = f"{name}: {msg}"
+    return f"crdr: note: {msg}"
+
+
+# ------------------------------------------------------------------------- options
+
+#: Input file arguments: no checks here (crdr reports a missing or unreadable file as its
+#: own one-line error, naming it); the type makes shell completion offer file names.
+IN_PATHS = click.Path(readable=False)
+
+
+def device_option(f):
+    return click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                        show_default=True, help="Where the transforms run (entropy coding is always CPU).")(f)
+
+
+def threads_option(f):
+    return click.option("--threads", type=click.IntRange(min=1), default=None,
+                        help="CPU threads for the networks (default: torch's choice).")(f)
+
+
+def weights_option(f):
+    return click.option("--weights", type=click.Path(dir_okay=False),
+                        help="Weights file (default: the shipped weights/crdr-lite.pt).")(f)
+
+
+def force_option(f):
+    return click.option("-f", "--force", is_flag=True,
+                        help="Replace output files that exist (never an input file).")(f)
+
+
+def quiet_option(f):
+    return click.option("--quiet", is_flag=True,
+                        help="Print nothing but errors and warnings (no notes, no per-file "
+                             "lines).")(f)
+
+
+def max_pixels_option(f):
+    from ..limits import DEFAULT_MAX_PIXELS
+
+    return click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS,
+                        show_default=True, metavar="N",
+                        help="Refuse images with more pixels than N (counted after padding "
+                             "to multiples of 64), checked from the header before any work.")(f)
+
+
+# ----------------------------------------------------------------- inputs, outputs
+
+
+def plan(inputs: tuple[str, ...], output_dir: str | None, suffix: str) -> list[tuple[str, str]]:
+    """Pair inputs with outputs: `IN OUT`, or `IN... -o DIR` (DIR/<stem><suffix>)."""
+    if output_dir is None:
+        if len(inputs) != 2:
+            raise CrdrError("give INPUT and OUTPUT, or several inputs with -o DIR")
+        return [(inputs[0], inputs[1])]
+    if not inputs:
+        raise CrdrError("no input files given")
+    out = Path(output_dir)
+    if not out.is_dir():
+        raise CrdrError(f"output folder does not exist: {out}")
+    if "-" in inputs:
+        raise CrdrError("'-' (stdin) cannot be combined with -o DIR")
+    pairs = [(i, str(out / (Path(i).stem + suffix))) for i in inputs]
+    seen: dict[str, str] = {}
+    for i, o in pairs:
+        if o in seen:
+            raise CrdrError(f"{i} and {seen[o]} would both be written to {o}")
+        seen[o] = i
+    return pairs
+
+
+def check_paths(src: str, dst: str) -> None:
+    if dst != "-":
+        parent = Path(dst).parent
+        if not parent.is_dir():
+            raise CrdrError(f"cannot write {dst}: folder {parent} does not exist")
+
+
+class OutputRefused(CrdrError):
+    """An output that is not written (exists, or is an input); the message names it."""
+
+
+class OutputGuard:
+    """The overwrite policy of encode and decode.
+
+    An output is never one of the inputs (by any spelling, symlink or hard link; not even
+    with --force), and an existing output file is replaced only with --force. Targets
+    that are not regular files (/dev/null, a pipe) are written, not replaced.
+    """
+
+    def __init__(self, inputs, force: bool) -> None:
+        self.force = force
+        self.inputs: dict[tuple[int, int], str] = {}
+        for i in inputs:
+            if i == "-":
+                continue
+            try:
+                st = os.stat(i)
+            except OSError:
+                continue  # reported when it is read
+            self.inputs[(st.st_dev, st.st_ino)] = i
+
+    def _stat(self, dst: str):
+        if dst == "-":
+            return None
+        try:
+            return os.stat(dst)
+        except OSError:
+            return None  # nothing there (or a dangling link): a new file
+
+    def check_not_input(self, dst: str) -> None:
+        """Refuse ``dst`` if it is one of the inputs."""
+        st = self._stat(dst)
+        same = None if st is None else self.inputs.get((st.st_dev, st.st_ino))
+        if same is not None:
+            what = "the input file" if same == dst else f"the input file {same}"
+            raise OutputRefused(f"output {dst} is {what}; refusing to overwrite it "
+                                "(not even with --force)")
+
+    def check(self, dst: str) -> None:
+        """Refuse ``dst`` before any work on it (checked again, atomically, when written)."""
+        self.check_not_input(dst)
+        st = self._stat(dst)
+        if st is not None and stat.S_ISREG(st.st_mode) and not self.force:
+            raise self.exists(dst)
+
+    @staticmethod
+    def exists(dst: str) -> CrdrError:
+        return OutputRefused(f"{dst} already exists; use --force (-f) to replace it")
+
+    def write(self, dst: str, writer) -> None:
+        """Run ``writer(replace)``; an output created meanwhile is still not replaced."""
+        try:
+            writer(self.force)
+        except OutputExistsError:
+            raise self.exists(dst) from None
+
+
+def refuse_terminal(dst: str) -> None:
+    """Binary output to a terminal is never what the user meant."""
+    if dst == "-" and sys.stdout.isatty():
+        raise CrdrError("refusing to write binary data to a terminal; redirect it (> file) "
+                        "or give an output file")
+
+
+def read_input(src: str) -> bytes | str:
+    """An input for :func:`~crdr_codec.image_io.read_image`: stdin's bytes, or the path."""
+    return sys.stdin.buffer.read() if src == "-" else src
+
+
+def read_crdr(src: str) -> bytes:
+    """The bytes of a .crdr input (``-`` is stdin); a missing or unreadable file is a
+    one-line error naming it."""
+    if src == "-":
+        return sys.stdin.buffer.read()
+    p = Path(src)
+    if not p.exists():
+        raise CrdrError(f"{src}: no such file")
+    if not p.is_file():
+        raise CrdrError(f"{src}: not a file")
+    try:
+        return p.read_bytes()
+    except OSError as e:
+        raise CrdrError(f"{src}: cannot read ({e.strerror or e})") from None
+
+
+def write_output(dst: str, data: bytes, replace: bool = True) -> None:
+    """Write ``data`` to stdout (``-``) or atomically to the file ``dst``."""
+    from ..fileutil import atomic_write_bytes
+
+    if dst == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        atomic_write_bytes(dst, data, replace=replace)
+
+
+# --------------------------------------------------------------------------- batch
+
+
+def run_batch(pairs, work, quiet: bool) -> int:
+    """Run work(src, dst) -> message for each pair; report failures and keep going.
+
+    Warnings raised by the work (an input reduced to 8 bits, an animation's first frame)
+    become one ``crdr: note:`` line each, unless ``quiet``. In a batch each result line
+    starts with ``[k/N]``: that is the progress display (no bar to collide with).
+
+    Returns:
+        The number of files that failed (each reported by name; with several files a
+        summary line follows).
+    """
+    failed = 0
+    n = len(pairs)
+    for k, (src, dst) in enumerate(pairs, 1):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                msg = work(src, dst)
+            except CrdrError as e:
+                failed += 1
+                msg = None
+                err = e if isinstance(e, OutputRefused) else named(e, src)
+                click.echo(error_line(err), err=True)
+        if not quiet:
+            for w in caught:
+                click.echo(note_line(w, src), err=True)
+            if msg:
+                click.echo(f"[{k}/{n}] {msg}" if n > 1 else msg, err=True)
+    if failed and n > 1:
+        click.echo(f"crdr: {failed} of {n} files failed", err=True)
+    return failed

@@ -1,0 +1,136 @@
+"""``crdr decode``: .crdr files to images (torch is imported only when it runs)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import CrdrError
+from ..formats import DEFAULT_EXTENSION, FORMAT_NAMES
+from ..runtime import set_threads, tune_malloc
+from .common import (
+    IN_PATHS,
+    OutputGuard,
+    check_paths,
+    device_option,
+    display_name,
+    force_option,
+    max_pixels_option,
+    plan,
+    quiet_option,
+    read_crdr,
+    refuse_terminal,
+    run_batch,
+    threads_option,
+    write_output,
+)
+
+
+@click.command("decode")
+@click.argument("inputs", nargs=-1, required=True, type=IN_PATHS)
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False),
+              help="Decode INPUT... into this folder as <name>.<format>.")
+@click.option("--beta", type=float, default=0.0, show_default=True,
+              help="Realism in [0, 5.12]: 0 = most faithful (highest PSNR), higher = sharper, "
+                   "more realistic detail. 3.84 is a good realistic setting.")
+@click.option("--format", "fmt", default=None,
+              shell_complete=lambda _ctx, _param, text: [n for n in FORMAT_NAMES
+                                                         if n.startswith(text.lower())],
+              help=f"Image format for -o DIR or stdout ({', '.join(FORMAT_NAMES)}; "
+                   "default png). Otherwise the extension of OUTPUT decides.")
+@click.option("--weights", type=click.Path(),
+              help="Weights file, or a folder of *.pt files, searched first for the model id "
+                   "in each file's header; then the folders in $CRDR_WEIGHTS_PATH, then the "
+                   "shipped weights/ folder.")
+@device_option
+@max_pixels_option
+@click.option("--strip", is_flag=True,
+              help="Write no metadata from the file (ICC profile, EXIF, XMP) into the image.")
+@threads_option
+@force_option
+@quiet_option
+def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, strip, threads,
+           force, quiet) -> None:
+    """Decompress .crdr files into images; beta picks the distortion/realism balance.
+
+    The weights are chosen by the model id in each file's header (see --weights).
+    An existing output file is not replaced unless --force is given.
+
+    \b
+      crdr decode in.crdr out.png --beta 0
+      crdr decode *.crdr -o decoded/ --beta 3.84
+    """
+    tune_malloc()
+    set_threads(threads)
+    from ..bitstream import unpack
+    from ..config import check_beta
+    from ..image_io import _canonical_format, format_from_extension
+    from ..limits import check_pixels
+    from ..weights_search import WeightsSearch
+
+    check_beta(beta)
+    fmt_name = _canonical_format(fmt) if fmt is not None else "png"
+    pairs = plan(inputs, output_dir, DEFAULT_EXTENSION[fmt_name])
+    guard = OutputGuard([src for src, _ in pairs], force)
+    for src, dst in pairs:
+        check_paths(src, dst)
+        if output_dir is None:
+            guard.check_not_input(dst)  # a batch checks each file in turn
+        refuse_terminal(dst)
+        if dst != "-" and output_dir is None:
+            if fmt is None:
+                format_from_extension(dst)  # an unknown extension fails before any work
+            elif Path(dst).suffix:
+                try:
+                    implied = format_from_extension(dst)
+                except CrdrError:  # not an image extension: --format decides
+                    implied = fmt_name
+                if implied != fmt_name:
+                    raise CrdrError(f"output {dst} has the extension of {implied}, but --format "
+                                    f"is {fmt_name}; make them agree")
+            guard.check(dst)
+    search = WeightsSearch(weights)
+    codecs: dict[bytes, object] = {}  # model id -> Codec, loaded on first use
+
+    def codec_for(model_id: bytes):
+        if model_id not in codecs:
+            from ..codec import Codec
+
+            model, fingerprint, _ = search.find(model_id)
+            codec = Codec(model=model, fingerprint=fingerprint, device=device,
+                          max_pixels=max_pixels)
+            if beta != 0 and not codec.realism_trained and not quiet:
+                click.echo(
+                    f"crdr: note: the weights of model {model_id.hex()} come from training stage "
+                    f"{codec.model.meta.get('stage')}, before realism training; beta has no "
+                    "trained effect yet", err=True)
+            codecs[model_id] = codec
+        return codecs[model_id]
+
+    def work(src: str, dst: str) -> str:
+        guard.check(dst)
+        data = read_crdr(src)
+        # Header checks first: a damaged, forged or oversized file costs no model work
+        # (not even importing torch when it is the first file).
+        header, _, sections = unpack(data)
+        check_pixels(header.width, header.height, max_pixels)
+        rgb = codec_for(header.model_id).decode(data, beta)
+        from ..image_io import encode_image_bytes, write_image
+        from ..metadata import from_sections
+
+        meta = from_sections(sections)
+        if strip:
+            meta = meta.stripped()
+        if dst == "-":
+            write_output(dst, encode_image_bytes(rgb, fmt_name, meta))
+        else:
+            guard.write(dst, lambda replace: write_image(dst, rgb, format=fmt, meta=meta,
+                                                         replace=replace))
+        h, w = rgb.shape[:2]
+        return (f"{display_name(src)} -> {'<stdout>' if dst == '-' else dst}: {w}x{h}, "
+                f"beta={beta:g}")
+
+    if run_batch(pairs, work, quiet):
+        sys.exit(1)

@@ -1,0 +1,138 @@
+"""``crdr encode``: images to .crdr files (torch is imported only when it runs)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..config import Q_MAX
+from ..errors import CrdrError
+from ..runtime import set_threads, tune_malloc
+from .common import (
+    IN_PATHS,
+    OutputGuard,
+    check_paths,
+    device_option,
+    display_name,
+    force_option,
+    max_pixels_option,
+    plan,
+    quiet_option,
+    read_input,
+    refuse_terminal,
+    run_batch,
+    threads_option,
+    weights_option,
+    write_output,
+)
+
+#: Exit code of ``crdr encode --bpp`` when every file was written but at least one is
+#: larger than the target (even q = 0 was over it); 1 is an error, 2 a usage error.
+EXIT_BPP_NOT_REACHED = 3
+
+
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+@click.command("encode")
+@click.argument("inputs", nargs=-1, required=True, type=IN_PATHS)
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False),
+              help="Write INPUT... to this folder as <name>.crdr.")
+@click.option("-q", "--q", "q", type=float, default=None,
+              help=f"Quality level in [0, {Q_MAX:g}] (default 2): 0 = smallest file, "
+                   f"{Q_MAX:g} = best quality.")
+@click.option("--bpp", "target_bpp", type=float,
+              help="Instead of --q: find the q whose real file size is closest to this "
+                   "many bits per pixel without exceeding it. If even q=0 is larger, that "
+                   f"file is written with a warning and the exit code is {EXIT_BPP_NOT_REACHED}.")
+@click.option("--alpha", type=click.Choice(["refuse", "drop"]), default="refuse", show_default=True,
+              help="What to do with an image that has transparency.")
+@weights_option
+@device_option
+@max_pixels_option
+@click.option("--strip", is_flag=True,
+              help="Store no metadata (ICC profile, EXIF, XMP); by default they are carried.")
+@threads_option
+@force_option
+@quiet_option
+def encode(inputs, output_dir, q, target_bpp, alpha, weights, device, max_pixels, strip,
+           threads, force, quiet) -> None:
+    """Compress images into .crdr files.
+
+    An existing output file is not replaced unless --force is given.
+
+    \b
+      crdr encode in.png out.crdr --q 2.5
+      crdr encode *.png -o compressed/ --q 1
+      cat in.png | crdr encode - - --bpp 0.3 > out.crdr
+    """
+    tune_malloc()
+    set_threads(threads)
+    from ..config import check_q
+
+    if q is not None and target_bpp is not None:
+        raise CrdrError("give either --q or --bpp, not both")
+    q = check_q(2.0 if q is None else q)
+    if target_bpp is not None and not target_bpp > 0:
+        raise CrdrError(f"--bpp must be positive, got {target_bpp:g}")
+    pairs = plan(inputs, output_dir, ".crdr")
+    guard = OutputGuard([src for src, _ in pairs], force)
+    for src, dst in pairs:
+        check_paths(src, dst)
+        if output_dir is None:
+            guard.check_not_input(dst)  # a batch checks each file in turn
+        if dst != "-" and Path(dst).suffix.lower() != ".crdr":
+            # `crdr encode a.png b.png` (a forgotten -o) must not replace b.png with .crdr bytes
+            raise CrdrError(
+                f"output {dst} does not end in .crdr; refusing to write compressed data there "
+                "(to encode several images use -o DIR)"
+            )
+        refuse_terminal(dst)
+        if output_dir is None:
+            guard.check(dst)
+    from .. import metadata
+    from ..image_io import read_image
+
+    loaded = []  # the Codec, loaded once the first image has been read
+    missed: list[str] = []  # files over the --bpp target
+    search_lines = not quiet and _stderr_is_terminal()
+
+    def work(src: str, dst: str) -> str:
+        guard.check(dst)
+        found: list = []
+        rgb = read_image(read_input(src), alpha=alpha, name=display_name(src),
+                         max_pixels=max_pixels, meta=found)
+        sections = metadata.to_sections(found[0].stripped() if strip else found[0])
+        if not loaded:  # a missing or bad input is reported without loading the model
+            from ..codec import Codec
+
+            loaded.append(Codec(weights, device=device, max_pixels=max_pixels))
+        codec = loaded[0]
+        if target_bpp is not None:
+            def step(i: int, most: int, q_tried: float, bpp_tried: float) -> None:
+                click.echo(f"crdr: {display_name(src)}: --bpp {target_bpp:g}, try {i} (of at "
+                           f"most {most}): q={q_tried:.3f} gives {bpp_tried:.4f} bpp", err=True)
+
+            res = codec.encode_to_bpp(rgb, target_bpp, sections=sections,
+                                      progress=step if search_lines else None)
+        else:
+            res = codec.encode(rgb, q, sections)
+        guard.write(dst, lambda replace: write_output(dst, res.data, replace))
+        h, w = rgb.shape[:2]
+        bpp = len(res.data) * 8 / (h * w)
+        out = "<stdout>" if dst == "-" else dst
+        if target_bpp is not None and bpp > target_bpp:
+            missed.append(src)
+            click.echo(f"crdr: warning: {display_name(src)}: --bpp {target_bpp:g} cannot be "
+                       f"reached; the smallest file (q={res.q:g}) is {bpp:.4f} bpp, written to "
+                       f"{out}", err=True)
+        return (f"{display_name(src)} -> {out}: {w}x{h}, q={res.q:g}, "
+                f"{len(res.data)} bytes, {bpp:.4f} bpp")
+
+    if run_batch(pairs, work, quiet):
+        sys.exit(1)
+    if missed:
+        sys.exit(EXIT_BPP_NOT_REACHED)
