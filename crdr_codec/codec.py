@@ -50,14 +50,17 @@ class _PaddedTiles:
 
     def __init__(self, rgb: np.ndarray, multiple: int, device: torch.device) -> None:
         h, w = rgb.shape[:2]
-        ph, pw = (-h) % multiple, (-w) % multiple
-        self.rgb = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="edge") if ph or pw else rgb
-        self.shape = (1, 3, h + ph, w + pw)
+        self.rgb = rgb
+        self.shape = (1, 3, h + (-h) % multiple, w + (-w) % multiple)
         self.device = device
 
     def __getitem__(self, index) -> torch.Tensor:
         _, _, rows, cols = index
-        return to_tensor(self.rgb[rows, cols]).to(self.device)
+        h, w = self.rgb.shape[:2]
+        # the padding replicates the last row and column: clip the indices into the image
+        r = np.minimum(np.arange(*rows.indices(self.shape[2])), h - 1)
+        c = np.minimum(np.arange(*cols.indices(self.shape[3])), w - 1)
+        return to_tensor(self.rgb[r[:, None], c[None, :]]).to(self.device)
 
 
 @dataclass(frozen=True)

@@ -153,7 +153,9 @@ def test_streamed_tiles_equal_the_whole_tensor_computation():
     src = _PaddedTiles(rgb, 64, torch.device("cpu"))
     x = pad_to_multiple(to_tensor(rgb), 64)
     assert src.shape == tuple(x.shape)
-    assert torch.equal(src[:, :, 10:100, 64:192], x[:, :, 10:100, 64:192])
+    for rows, cols in [(slice(10, 100), slice(64, 192)), (slice(128, 192), slice(192, 256)),
+                       (slice(0, 192), slice(0, 256))]:  # inside, the padded corner, all
+        assert torch.equal(src[:, :, rows, cols], x[:, :, rows, cols])
 
     g = torch.Generator().manual_seed(0)
     conv = torch.nn.ConvTranspose2d(5, 3, 4, stride=4)  # scale 4, any fully convolutional map
