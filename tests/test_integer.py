@@ -253,3 +253,19 @@ def test_banded_stacks_equal_the_whole_computation(tiny_weights):
     for budget in (1, 4000, 20000):
         assert torch.equal(integer.run_banded(ie.hs_mean, [zf], 4, 3, slab_bytes=budget), hm)
         assert torch.equal(integer.run_banded(ie.mean[1], [hm, y], slab_bytes=budget), whole)
+
+
+def test_float64_fallback_gives_the_same_integers(monkeypatch):
+    """Where torch has no fast int8 product (oneDNN off or absent) the layer sums in
+    float64 instead; both paths give the pure-integer reference exactly."""
+    from crdr_codec.entropy import integer
+
+    conv = nn.Conv2d(9, 6, 5, padding=2)
+    layer, _ = _random_layer(conv, 9, seed=7, lo=-(1 << 16) + 1, hi=(1 << 16) - 1)
+    x = np.random.default_rng(2).integers(-4096, 4097, size=(9, 11, 13))
+    want = reference_layer(layer, x).astype(np.int64)
+    for fast in (True, False):
+        monkeypatch.setattr(integer, "_int8_products_fast", lambda fast=fast: fast)
+        got = layer(torch.from_numpy(x)[None])[0].to(torch.int64).numpy()
+        np.testing.assert_array_equal(got, want)
+    assert layer._wf64 is not None  # the float64 path did run
