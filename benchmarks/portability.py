@@ -65,7 +65,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 DEFAULT_ENVS = ("threads=1", "threads=3", "onednn-off,threads=1", "onednn-off,threads=2")
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm"}
+from crdr_codec.formats import IMAGE_EXTENSIONS  # noqa: E402 (after the sys.path set-up)
 CATEGORIES = ("exact", "latent exact, pixels differ", "inexact latent, same symbols",
               "inexact latent, other symbols", "inexact latent", "refused", "crashed")
 MAX_LISTED = 12  # non-exact files listed per environment (all of them go to --json)
