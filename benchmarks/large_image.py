@@ -80,6 +80,7 @@ def main() -> None:
                 rows.append((name, wall, rss_mb / 1024))
         except CrdrError as e:
             sys.exit(str(e))
+        Image.MAX_IMAGE_PIXELS = None  # our own output, larger than Pillow's bomb warning size
         with Image.open(dec) as im:
             rec = np.asarray(im.convert("RGB"))
         if rec.shape != img.shape:
