@@ -20,8 +20,6 @@ decoded with a different model.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -30,6 +28,7 @@ import torch
 from .config import ModelConfig
 from .errors import WeightsError
 from .fileutil import atomic_writer
+from .weights_id import hash_record
 from .model import CRDRModel
 from .weights_search import DEFAULT_WEIGHTS_NAME, default_weights_file
 
@@ -50,14 +49,15 @@ def fingerprint(
     z_tables: dict[str, torch.Tensor],
     entropy: dict[str, torch.Tensor] | None = None,
 ) -> bytes:
-    h = hashlib.sha256()
-    h.update(json.dumps(config, sort_keys=True).encode())
-    for group in (state, z_tables, entropy or {}):
-        for name in sorted(group):
-            t = group[name].detach().cpu().contiguous()
-            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.digest()
+    def described(group: dict[str, torch.Tensor]) -> dict:
+        out = {}
+        for name, t in group.items():
+            t = t.detach().cpu().contiguous()
+            out[name] = (str(t.dtype), tuple(t.shape),
+                         t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        return out
+
+    return hash_record(config, [described(g) for g in (state, z_tables, entropy or {})])
 
 
 def record_fingerprint(rec: dict) -> bytes:
