@@ -160,10 +160,7 @@ class IntLayer:
             n = r1 - r0
             acc = torch.zeros(n * w, cout, dtype=torch.int64)
             for i, d in enumerate(xd):
-                for a in range(k):  # im2col: one strided copy per kernel offset
-                    for b in range(k):
-                        cols[:n, :, a, b, :] = d[r0 + a : r1 + a, b : b + w, :]
-                prod = torch._int_mm(cols[:n].view(n * w, kk), self._wcat)
+                prod = torch._int_mm(_im2col(d, cols, r0, n), self._wcat)
                 for j in range(self._wdigits):
                     part = prod[:, j * cout : (j + 1) * cout].to(torch.int64)
                     acc += part << (8 * (i + j)) if i + j else part
@@ -188,10 +185,7 @@ class IntLayer:
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             n = r1 - r0
-            for a in range(k):
-                for b in range(k):
-                    cols[:n, :, a, b, :] = xp[r0 + a : r1 + a, b : b + w, :]
-            acc = torch.mm(cols[:n].view(n * w, kk), self._wf64)
+            acc = torch.mm(_im2col(xp, cols, r0, n), self._wf64)
             out[r0 * w : r1 * w] = acc.to(torch.int64) + self._bias64
         return out.t().reshape(1, cout, h, w)
 
@@ -206,6 +200,17 @@ class IntLayer:
 
 
 _BAND_BYTES = 16 << 20  # im2col buffer bound per layer call (int8)
+
+
+def _im2col(src: Tensor, cols: Tensor, r0: int, n: int) -> Tensor:
+    """Output rows r0 .. r0+n of the im2col matrix of a zero-padded channels-last input
+    ``src`` (h + 2p, w + 2p, c), written into ``cols`` (rows, w, k, k, c), one strided copy
+    per kernel offset: (n*w, k*k*c), columns in (a, b, channel) order like the weights."""
+    _, w, k, _, c = cols.shape
+    for a in range(k):
+        for b in range(k):
+            cols[:n, :, a, b, :] = src[r0 + a : r0 + n + a, b : b + w, :]
+    return cols[:n].view(n * w, k * k * c)
 
 
 def _int8_products_fast() -> bool:
