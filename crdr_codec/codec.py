@@ -233,8 +233,10 @@ class Codec:
 
         from . import metadata
 
-        rgb = self.decode(data, beta)
-        meta = metadata.from_sections(bitstream.unpack(data)[2])
+        beta = check_beta(beta)
+        latent = self.decode_latent(data)
+        rgb = self.synthesize(latent, beta)
+        meta = metadata.from_sections(latent.sections)
         if meta.grayscale:
             im = metadata.to_gray(rgb)
         else:
