@@ -53,3 +53,21 @@ class OutputExistsError(OutputError, FileExistsError):
 
 class ResumeError(CrdrError, ValueError):
     """An output folder holds results that cannot be continued (other model or settings)."""
+
+
+# ------------------------------------------------------------------ notices (warnings)
+
+
+class InputNotice(UserWarning):
+    """Something about an input image the user should know, though it was read:
+    raised with :func:`warnings.warn`, whose message starts with the input's name.
+    The command line shows each as one ``crdr: note:`` line (hidden by ``--quiet``)."""
+
+
+class PrecisionWarning(InputNotice):
+    """An input image had more than 8 bits per channel and was reduced to 8 bits."""
+
+
+class FramesWarning(InputNotice):
+    """An input file holds several frames (animation, multi-page TIFF); only the first
+    is read."""

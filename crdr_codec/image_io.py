@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .config import PAD_MULTIPLE
-from .errors import ImageError
+from .errors import FramesWarning, ImageError, InputNotice, PrecisionWarning  # noqa: F401 (re-exported)
 from .fileutil import OutputError, atomic_writer
 from .formats import (EXTENSION_FORMATS, FORMAT_ALIASES, FORMAT_NAMES,  # noqa: F401
                       IMAGE_EXTENSIONS, extension_list, format_list)
@@ -88,20 +88,6 @@ _DECODE_ERRORS = (
     Image.DecompressionBombWarning,  # turned into an error while opening
 )
 
-
-class InputNotice(UserWarning):
-    """Something about an input image the user should know, though it was read:
-    raised with :func:`warnings.warn`, whose message starts with the input's name.
-    The command line shows each as one ``crdr: note:`` line (hidden by ``--quiet``)."""
-
-
-class PrecisionWarning(InputNotice):
-    """An input image had more than 8 bits per channel and was reduced to 8 bits."""
-
-
-class FramesWarning(InputNotice):
-    """An input file holds several frames (animation, multi-page TIFF); only the first
-    is read."""
 
 
 # --------------------------------------------------------------------------- formats

@@ -523,3 +523,22 @@ def test_errors_live_in_errors_py_and_old_names_still_work():
         classes = [n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)
                    and n.name in ("OutputError", "OutputExistsError", "ResumeError")]
         assert classes == [], f"{path.relative_to(PACKAGE)} defines {classes}; see errors.py"
+
+
+def test_only_input_notices_become_notes(capsys):
+    """A warning from elsewhere (a library) is not relabelled as a note about the file."""
+    import warnings
+
+    from crdr_codec.cli.common import run_batch
+    from crdr_codec.errors import PrecisionWarning
+
+    def work(src, dst):
+        warnings.warn(f"{src}: 16-bit image reduced to 8 bits", PrecisionWarning)
+        warnings.warn("some library changed its defaults", FutureWarning)
+        return "done"
+
+    assert run_batch([("a.png", "a.crdr")], work, quiet=False) == 0
+    err = capsys.readouterr().err
+    assert "crdr: note: a.png: 16-bit image reduced to 8 bits" in err
+    assert "crdr: note: a.png: some library" not in err
+    assert "FutureWarning: some library changed its defaults" in err

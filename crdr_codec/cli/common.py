@@ -27,7 +27,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import CrdrError, OutputExistsError
+from ..errors import CrdrError, InputNotice, OutputExistsError
 
 # ------------------------------------------------------------------------ printing
 
@@ -239,8 +239,9 @@ def write_output(dst: str, data: bytes, replace: bool = True) -> None:
 def run_batch(pairs, work, quiet: bool) -> int:
     """Run work(src, dst) -> message for each pair; report failures and keep going.
 
-    Warnings raised by the work (an input reduced to 8 bits, an animation's first frame)
-    become one ``crdr: note:`` line each, unless ``quiet``. In a batch each result line
+    Input notices raised by the work (an input reduced to 8 bits, an animation's first
+    frame) become one ``crdr: note:`` line each, unless ``quiet``; other warnings are
+    shown as Python shows them. In a batch each result line
     starts with ``[k/N]``: that is the progress display (no bar to collide with).
 
     Returns:
@@ -259,9 +260,12 @@ def run_batch(pairs, work, quiet: bool) -> int:
                 msg = None
                 err = e if isinstance(e, OutputRefused) else named(e, src)
                 click.echo(error_line(err), err=True)
-        if not quiet:
-            for w in caught:
+        for w in caught:
+            if not issubclass(w.category, InputNotice):  # not ours: as Python shows it
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+            elif not quiet:
                 click.echo(note_line(w, src), err=True)
+        if not quiet:
             if msg:
                 click.echo(f"[{k}/{n}] {msg}" if n > 1 else msg, err=True)
     if failed and n > 1:
