@@ -49,45 +49,34 @@ def tiled(
     _, _, h, w = x.shape
     if h <= tile and w <= tile:
         return fn(x[:, :, 0:h, 0:w])
-    oh, ow = round(h * scale), round(w * scale)
-    out = torch.zeros(1, out_channels, oh, ow)
-    norm = torch.zeros(1, 1, oh, ow)
-    ramp = round(overlap * scale)
-    ys, xs = _starts(h, tile, overlap), _starts(w, tile, overlap)
-    for y0 in ys:
-        for x0 in xs:
-            th, tw = min(tile, h - y0), min(tile, w - x0)
-            part = fn(x[:, :, y0 : y0 + th, x0 : x0 + tw]).float().cpu()
-            py, px = round(y0 * scale), round(x0 * scale)
-            ph, pw = part.shape[-2:]
-            wy = _ramp(ph, ramp, y0 > 0, y0 + th < h)
-            wx = _ramp(pw, ramp, x0 > 0, x0 + tw < w)
-            wgt = (wy[:, None] * wx[None, :])[None, None]
-            out[:, :, py : py + ph, px : px + pw] += part * wgt
-            norm[:, :, py : py + ph, px : px + pw] += wgt
-    return out / norm
+    out = torch.empty(1, out_channels, round(h * scale), round(w * scale))
+
+    def emit(r0: int, r1: int, rows: Tensor) -> None:
+        out[:, :, r0:r1] = rows
+
+    tiled_rows(fn, x, tile, overlap, scale, out_channels, emit)
+    return out
 
 
 def tiled_rows(
-    fn: Callable[[Tensor], Tensor], x: Tensor, tile: int, overlap: int, scale: int,
+    fn: Callable[[Tensor], Tensor], x: Tensor, tile: int, overlap: int, scale: float,
     out_channels: int, emit: Callable[[int, int, Tensor], None],
 ) -> None:
     """:func:`tiled`, delivering the result in finished bands of rows instead of whole.
 
-    Tiles are processed in the same order with the same arithmetic, so the rows equal
-    those of :func:`tiled` exactly; but only one row of tiles is held at a time: when a
+    Only one row of tiles is held at a time: when a
     row of tiles is done, every output row above the next row of tiles is final and is
     passed to ``emit(r0, r1, rows)`` (``rows``: (1, out_channels, r1 - r0, W*scale)),
     top to bottom, each row once. Memory is bounded by the tile height, not the image.
     """
     _, _, h, w = x.shape
-    oh, ow = h * scale, w * scale
-    ramp = overlap * scale
+    oh, ow = round(h * scale), round(w * scale)
+    ramp = round(overlap * scale)
     ys, xs = _starts(h, tile, overlap), _starts(w, tile, overlap)
     carry: tuple[Tensor, Tensor] | None = None
     for i, y0 in enumerate(ys):
         th = min(tile, h - y0)
-        py, ph = y0 * scale, th * scale
+        py, ph = round(y0 * scale), round(th * scale)
         out = torch.zeros(1, out_channels, ph, ow)
         norm = torch.zeros(1, 1, ph, ow)
         if carry is not None:  # rows of the previous tile row still open: its partial sums
@@ -96,13 +85,15 @@ def tiled_rows(
         for x0 in xs:
             tw = min(tile, w - x0)
             part = fn(x[:, :, y0 : y0 + th, x0 : x0 + tw]).float().cpu()
-            px = x0 * scale
+            px = round(x0 * scale)
             pw = part.shape[-1]
+            if part.shape[-2] != ph:
+                raise ValueError(f"fn gave {part.shape[-2]} rows for a tile of {th}, expected {ph}")
             wy = _ramp(ph, ramp, y0 > 0, y0 + th < h)
             wx = _ramp(pw, ramp, x0 > 0, x0 + tw < w)
             wgt = (wy[:, None] * wx[None, :])[None, None]
             out[:, :, :, px : px + pw] += part * wgt
             norm[:, :, :, px : px + pw] += wgt
-        done = (ys[i + 1] * scale if i + 1 < len(ys) else oh) - py
+        done = (round(ys[i + 1] * scale) if i + 1 < len(ys) else oh) - py
         emit(py, py + done, out[:, :, :done] / norm[:, :, :done])
         carry = (out[:, :, done:].clone(), norm[:, :, done:].clone())

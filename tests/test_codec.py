@@ -142,6 +142,30 @@ def test_fp16_weights_file_round_trip(tmp_path):
     assert c.decode(c.encode(rgb, 2).data).shape == rgb.shape
 
 
+def _reference_tiled(fn, x, tile, overlap, scale, out_channels):
+    """The whole-image tiling crdr used before streaming (kept here as the reference):
+    every tile blended into one full-size accumulator, divided once at the end."""
+    from crdr_codec.tiling import _ramp, _starts
+
+    _, _, h, w = x.shape
+    oh, ow = round(h * scale), round(w * scale)
+    out = torch.zeros(1, out_channels, oh, ow)
+    norm = torch.zeros(1, 1, oh, ow)
+    ramp = round(overlap * scale)
+    for y0 in _starts(h, tile, overlap):
+        for x0 in _starts(w, tile, overlap):
+            th, tw = min(tile, h - y0), min(tile, w - x0)
+            part = fn(x[:, :, y0 : y0 + th, x0 : x0 + tw]).float().cpu()
+            py, px = round(y0 * scale), round(x0 * scale)
+            ph, pw = part.shape[-2:]
+            wy = _ramp(ph, ramp, y0 > 0, y0 + th < h)
+            wx = _ramp(pw, ramp, x0 > 0, x0 + tw < w)
+            wgt = (wy[:, None] * wx[None, :])[None, None]
+            out[:, :, py : py + ph, px : px + pw] += part * wgt
+            norm[:, :, py : py + ph, px : px + pw] += wgt
+    return out / norm
+
+
 def test_streamed_tiles_equal_the_whole_tensor_computation():
     """Encode reads tiles from the uint8 image and decode writes finished bands of rows
     straight to uint8; both give exactly what the whole-tensor tiling gives."""
@@ -162,7 +186,8 @@ def test_streamed_tiles_equal_the_whole_tensor_computation():
     y = torch.randn(1, 5, 23, 37, generator=g)
     with torch.no_grad():
         for tile, overlap in [(8, 4), (10, 2), (23, 6), (64, 8)]:
-            whole = tiled(conv, y, tile, overlap, 4, 3)
+            whole = _reference_tiled(conv, y, tile, overlap, 4, 3)
+            assert torch.equal(tiled(conv, y, tile, overlap, 4, 3), whole)
             got = torch.full_like(whole, float("nan"))
             seen = []
 
@@ -173,18 +198,22 @@ def test_streamed_tiles_equal_the_whole_tensor_computation():
             tiled_rows(conv, y, tile, overlap, 4, 3, emit)
             assert torch.equal(got, whole)
             assert seen[0][0] == 0 and seen[-1][1] == whole.shape[2]
+        down = torch.nn.Conv2d(3, 5, 4, stride=4)  # scale 1/4, like g_a's 1/16
+        img = torch.randn(1, 3, 96, 136, generator=g)
+        for tile, overlap in [(32, 16), (40, 8)]:
+            assert torch.equal(tiled(down, img, tile, overlap, 1 / 4, 5),
+                               _reference_tiled(down, img, tile, overlap, 1 / 4, 5))
             assert all(a[1] == b[0] for a, b in zip(seen, seen[1:]))
 
 
 def test_tiled_decode_is_the_same_image_as_before_streaming(tiny_weights):
     """The uint8 bands of a tiled decode equal the old whole-image tiled decode."""
     from crdr_codec.image_io import crop, to_uint8
-    from crdr_codec.tiling import tiled
 
     rgb = natural_image(200, 330, seed=8)
     codec = Codec(tiny_weights, device="cpu", tile=128)
     data = codec.encode(rgb, 2.0).data
     lat = codec.decode_latent(data)
     m, h = codec.model, lat.header
-    old = tiled(lambda p: m.synthesize(p, h.q, 2.0), lat.y_hat, 8, 4, 16, 3).clamp_(-1, 1)
+    old = _reference_tiled(lambda p: m.synthesize(p, h.q, 2.0), lat.y_hat, 8, 4, 16, 3).clamp_(-1, 1)
     assert np.array_equal(codec.decode(data, 2.0), to_uint8(crop(old, h.height, h.width)))
