@@ -281,9 +281,14 @@ def test_ddp_two_processes_keep_parameters_identical_and_stop_together(data_dir,
         "dist.destroy_process_group()\n"
     )
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    import socket
+
+    with socket.socket() as sock:  # a free port, not a fixed one another run may hold
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     res = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-         "--master_port=29517", str(script)],
+         f"--master_port={port}", str(script)],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert res.returncode == 0, res.stderr[-3000:]

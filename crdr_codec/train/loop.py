@@ -27,7 +27,7 @@ from ..weights import save_weights
 from .config import TrainConfig
 from .data import CropSampler, StepBatches, list_images, prefetching_loader, step_generator, to_unit
 from .discriminator import MultiLevelDiscriminator
-from .losses import hrrgan_discriminator_loss, hrrgan_generator_loss, mse01
+from .losses import hrrgan_discriminator_loss, hrrgan_generator_loss, mse01, rate_weight
 from .trainable import TrainableCRDR, inference_model
 
 CKPT_FORMAT = "crdr-train-checkpoint"
@@ -321,7 +321,7 @@ class Trainer:
             out = self.forward_fn(x, qt, bt)
         idx = min(level, len(st.rate_targets) - 1)
         # the switched rate weight chosen on the device: no wait for the GPU here
-        lam = torch.where(out.bpp.detach() > st.rate_targets[idx], st.rate_lambda_a[idx], st.rate_lambda_b)
+        lam = rate_weight(out.bpp, st.rate_targets[idx], st.rate_lambda_a[idx], st.rate_lambda_b)
         mse = mse01(out.x_hat, x)
         loss = lam * out.bpp + st.lambda_d * mse
         logs = {"level": level, "beta": beta, "crop": crop}

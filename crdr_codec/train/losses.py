@@ -16,9 +16,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def rate_weight(bpp: float, target: float, lambda_a: float, lambda_b: float) -> float:
-    """HiFiC-style switching: the strong weight while the rate is above its target."""
-    return lambda_a if bpp > target else lambda_b
+def rate_weight(bpp: Tensor, target: float, lambda_a: float, lambda_b: float) -> Tensor:
+    """HiFiC-style switching: the strong weight while the rate is above its target.
+
+    Chosen on bpp's device (no wait for a GPU); the rate itself is not differentiated."""
+    return torch.where(bpp.detach() > target, lambda_a, lambda_b)
 
 
 def mse01(x_hat: Tensor, x: Tensor) -> Tensor:
