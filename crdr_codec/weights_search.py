@@ -8,8 +8,10 @@ A decoder given a file from another model looks for weights with that id, in ord
 2. the folders in ``$CRDR_WEIGHTS_PATH`` (separated by ``os.pathsep``, ``:`` on Unix);
 3. the package's ``weights/`` folder.
 
-Folders are searched non-recursively, files in name order. Knowing a file's model id
-means loading it (about 0.3 s for the lite model), so the ids found are remembered in
+Folders are searched non-recursively, files in name order. A file's model id is read
+without torch (:mod:`crdr_codec.weights_id`, about 0.1 s for the lite weights; a file
+that reader does not understand is loaded), and only the matching file is loaded. The
+ids found are remembered in
 ``${CRDR_CACHE_DIR:-~/.cache/crdr}/weights-ids.json`` as ``{path: [size, mtime_ns,
 id]}``; an entry is used only while the file's size and mtime are unchanged, and the
 chosen file's fingerprint is always verified after loading, so a stale cache can cost
@@ -196,6 +198,24 @@ class WeightsSearch:
         self._remember(path, fp[:MODEL_ID_BYTES])
         return model, fp
 
+    def _probe(self, path: Path):
+        """(model id or None, (model, fingerprint) if it had to be loaded, else None).
+
+        The id comes from the torch-free reader (:mod:`crdr_codec.weights_id`, ~0.1 s
+        for the lite weights) and is remembered; a file that reader does not understand
+        is loaded with torch instead (returned, so it is not loaded twice)."""
+        from .weights_id import UnsupportedWeights, read_fingerprint
+
+        try:
+            mid = read_fingerprint(path)[:MODEL_ID_BYTES]
+        except UnsupportedWeights:
+            got = self._load(path)  # records the id (None if unreadable)
+            return (None if got is None else got[1][:MODEL_ID_BYTES]), got
+        except OSError:
+            mid = None
+        self._remember(path, mid)
+        return mid, None
+
     def find(self, model_id: bytes):
         """Load the weights whose model id is ``model_id``.
 
@@ -222,9 +242,11 @@ class WeightsSearch:
                     if got is not None and got[1][:MODEL_ID_BYTES] == model_id:
                         return got[0], got[1], path
             for path in unknown:
-                got = self._load(path)
-                if got is not None and got[1][:MODEL_ID_BYTES] == model_id:
-                    return got[0], got[1], path
+                mid, got = self._probe(path)
+                if mid == model_id:
+                    got = got or self._load(path)
+                    if got is not None and got[1][:MODEL_ID_BYTES] == model_id:
+                        return got[0], got[1], path
         finally:
             self._save_cache()
         unreadable = sum(1 for p in cands if self._ids.get(p.resolve(), b"") is None)
@@ -248,25 +270,14 @@ def model_id_of(path: str | os.PathLike, env=None, use_cache: bool = True) -> by
     Raises:
         WeightsError: ``path`` does not exist.
     """
-    from .weights_id import UnsupportedWeights, read_fingerprint
-
     search = WeightsSearch(path, env=env, use_cache=use_cache)
     p = Path(path).expanduser()
     known, mid = search._cached_id(p)
     if known:
         return mid
     try:
-        try:
-            mid = read_fingerprint(p)[:MODEL_ID_BYTES]
-        except UnsupportedWeights:
-            try:
-                got = search._load(p)  # torch; records the id (None if unreadable)
-            except WeightsError:
-                return None
-            return None if got is None else got[1][:MODEL_ID_BYTES]
-        except OSError:
-            mid = None
-        search._remember(p, mid)
-        return mid
+        return search._probe(p)[0]
+    except WeightsError:
+        return None
     finally:
         search._save_cache()

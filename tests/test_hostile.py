@@ -414,9 +414,10 @@ def test_weights_found_via_crdr_weights_path(runner, two_models, tmp_path, monke
     res = crdr(runner, "decode", a, b, a2, b2, "-o", out, "--quiet")
     assert res.exit_code == 0, res.stderr
     assert sorted(os.listdir(out)) == ["a.png", "a2.png", "b.png", "b2.png"]
-    # a: other.pt is tried (its id noted), then tiny.pt matches; b: other.pt's id is
-    # known, so it is loaded (again) without trying anything else; then nothing more.
-    assert loaded == ["other.pt", "tiny.pt", "other.pt"]
+    # a: other.pt's id is read without loading it (and noted), then tiny.pt matches and is
+    # loaded; b: other.pt's id is known, so it is loaded without trying anything else.
+    # Each model is loaded once.
+    assert loaded == ["tiny.pt", "other.pt"]
 
 
 def test_weights_found_via_weights_folder(runner, two_models, tmp_path, monkeypatch):
@@ -465,7 +466,7 @@ def test_model_id_cache_avoids_loading_every_candidate(two_models, monkeypatch):
     loaded = _count_loads(monkeypatch)
     _, fp, path = weights_search.WeightsSearch(env=env).find(bytes.fromhex(tiny_id))
     assert fp[:4].hex() == tiny_id and path.name == "tiny.pt"
-    assert loaded == ["other.pt", "tiny.pt"]
+    assert loaded == ["tiny.pt"]  # other.pt's id is read without loading it
     assert weights_search.cache_path(env).is_file()
 
     loaded.clear()  # a new process: the cache says where tiny's weights are
@@ -477,7 +478,7 @@ def test_model_id_cache_avoids_loading_every_candidate(two_models, monkeypatch):
     loaded.clear()
     with pytest.raises(ModelMismatchError, match=tiny_id):
         weights_search.WeightsSearch(env=env).find(bytes.fromhex(tiny_id))
-    assert loaded == ["tiny.pt"]
+    assert loaded == []  # its id is read again (now other's), so nothing is loaded
 
 
 def test_corrupt_cache_is_ignored(two_models, monkeypatch):
