@@ -99,6 +99,14 @@ PRESETS: dict[str, ModelConfig] = {
         cond_dim=16, res_units=1,
     ),
 }
+# Wider synthesis transforms, grown from the trained ones without changing their function
+# (crdr_codec/grow.py, scripts/grow_model.py): the capacity lever for GPU training. Same
+# y, z and entropy model as their base, so files keep their rates; lite-wide's g_s has
+# 3.01 M parameters against lite's 2.09 M. Not trained yet.
+PRESETS["lite-wide"] = dataclasses.replace(PRESETS["lite"], name="lite-wide", dec_width=128,
+                                           dec_mid=64)
+PRESETS["tiny-wide"] = dataclasses.replace(PRESETS["tiny"], name="tiny-wide", dec_width=24,
+                                           dec_mid=12)
 
 
 def get_config(name: str) -> ModelConfig:

@@ -2,19 +2,22 @@
 
 The device tool copies the checkout's tracked files and its untracked files that git does
 not ignore, plus the ignored paths named in ``carry``: 64 MiB in all. The shipped
-``weights/crdr-lite.pt`` alone is about 58 MiB, so a GPU training bundle (which holds its
-own, slimmer copy of the starting weights) only fits while that file stays behind:
+``weights/crdr-lite.pt`` alone is about 58 MiB (and ``weights/`` also keeps earlier
+models, so that their files still decode), so a GPU training bundle (which holds its own,
+slimmer copy of the starting weights) only fits while every ``weights/*.pt`` file stays
+behind:
 
     .venv/bin/python scripts/gpu_travel.py size [--carry gpu_bundle]
     .venv/bin/python scripts/gpu_travel.py hide     # before the run call
     .venv/bin/python scripts/gpu_travel.py restore  # right after it
 
-``hide`` takes the file out of git's index (``git rm --cached``; the file itself stays
-where it is, unchanged) and ignores it through ``.git/info/exclude``, so it is neither
-tracked nor untracked-and-unignored. ``restore`` puts the index entry back from HEAD
-(``git reset``) and removes the exclude line; ``git status`` is then as before. While
-hidden, ``git status`` shows the file as deleted from the index: do not commit then.
-``hide`` refuses when the file has staged changes (they would be lost by ``restore``).
+``hide`` takes the files (by default every ``weights/*.pt`` committed in HEAD; ``--path``
+names one) out of git's index (``git rm --cached``; the files themselves stay where they
+are, unchanged) and ignores them through ``.git/info/exclude``, so they are neither
+tracked nor untracked-and-unignored. ``restore`` puts the index entries back from HEAD
+(``git reset``) and removes the exclude lines; ``git status`` is then as before. While
+hidden, ``git status`` shows the files as deleted from the index: do not commit then.
+``hide`` refuses when a file has staged changes (they would be lost by ``restore``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = "weights/crdr-lite.pt"
+WEIGHTS_GLOB = "weights/*.pt"
 MARK = "# gpu_travel.py hide (remove with: scripts/gpu_travel.py restore)"
 LIMIT = 64 * 2**20
 
@@ -57,7 +60,29 @@ def travelling_bytes(root: Path = ROOT, carry: list[str] = ()) -> tuple[int, dic
     return sum(sizes.values()), sizes
 
 
-def hide(root: Path = ROOT, path: str = SHIPPED) -> None:
+def committed_weights(root: Path = ROOT) -> list[str]:
+    """The ``weights/*.pt`` files of HEAD (hidden or not)."""
+    out = git("ls-tree", "--name-only", "HEAD", "weights/", root=root).stdout.split("\n")
+    return [p for p in out if p.endswith(".pt")]
+
+
+def hide(root: Path = ROOT, path: str | None = None) -> list[str]:
+    """Hide ``path``, or every committed weights file; returns what was hidden."""
+    paths = [path] if path else committed_weights(root)
+    for p in paths:
+        _hide_one(root, p)
+    return paths
+
+
+def restore(root: Path = ROOT, path: str | None = None) -> list[str]:
+    """Undo :func:`hide` for ``path``, or for every committed weights file."""
+    paths = [path] if path else committed_weights(root)
+    for p in paths:
+        _restore_one(root, p)
+    return paths
+
+
+def _hide_one(root: Path, path: str) -> None:
     if not git("ls-files", "--error-unmatch", path, root=root, check=False).returncode == 0:
         raise SystemExit(f"{path} is not tracked (already hidden?)")
     if git("diff", "--cached", "--quiet", "--", path, root=root, check=False).returncode != 0:
@@ -69,20 +94,18 @@ def hide(root: Path = ROOT, path: str = SHIPPED) -> None:
         f.write(f"{MARK}\n/{path}\n")
 
 
-def restore(root: Path = ROOT, path: str = SHIPPED) -> None:
+def _restore_one(root: Path, path: str) -> None:
     ex = _exclude_file(root)
     if ex.is_file():
         lines = ex.read_text().splitlines(keepends=True)
-        keep, skip = [], False
-        for line in lines:
-            if line.rstrip("\n") == MARK:
-                skip = True
+        keep, i = [], 0
+        while i < len(lines):  # drop each (MARK, /path) pair of this path, nothing else
+            pair = [x.rstrip("\n") for x in lines[i:i + 2]]
+            if pair == [MARK, f"/{path}"]:
+                i += 2
                 continue
-            if skip and line.rstrip("\n") == f"/{path}":
-                skip = False
-                continue
-            skip = False
-            keep.append(line)
+            keep.append(lines[i])
+            i += 1
         ex.write_text("".join(keep))
     git("reset", "-q", "--", path, root=root)
     if git("ls-files", "--error-unmatch", path, root=root, check=False).returncode != 0:
@@ -93,15 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("cmd", choices=["size", "hide", "restore"])
     ap.add_argument("--carry", nargs="*", default=[], help="ignored paths the run will carry")
-    ap.add_argument("--path", default=SHIPPED, help="the tracked file to hide or restore")
+    ap.add_argument("--path", help=f"the tracked file to hide or restore (default: every "
+                    f"{WEIGHTS_GLOB} of HEAD)")
     a = ap.parse_args(argv)
     if a.cmd == "hide":
-        hide(path=a.path)
-        print(f"{a.path}: out of the index and ignored (file untouched); run "
-              "`scripts/gpu_travel.py restore` after the run call")
+        for p in hide(path=a.path):
+            print(f"{p}: out of the index and ignored (file untouched)")
+        print("run `scripts/gpu_travel.py restore` after the run call")
     elif a.cmd == "restore":
-        restore(path=a.path)
-        print(f"{a.path}: tracked again")
+        for p in restore(path=a.path):
+            print(f"{p}: tracked again")
     total, sizes = travelling_bytes(carry=a.carry)
     big = sorted(sizes.items(), key=lambda kv: -kv[1])[:3]
     print(f"travelling tree{' with ' + ', '.join(a.carry) if a.carry else ''}: "

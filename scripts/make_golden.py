@@ -5,7 +5,11 @@ check value, the SHA-256 of the integer latent (y_hat * 2^8 as little-endian int
 reference decodes (PNG) at beta 0 and 3.84 are stored. Run it only when the shipped
 weights change (the files are then made on that machine; the test runs on others):
 
-    python scripts/make_golden.py [--weights weights/crdr-lite.pt]
+    python scripts/make_golden.py [--weights weights/crdr-lite.pt] [--out tests/golden]
+
+Before that, move the previous set into ``tests/golden/<its model id>/`` and keep the
+previous weights as ``weights/crdr-lite-<model id>.pt``: tests/test_golden.py then checks
+that the files of every earlier shipped model still decode with a plain ``crdr decode``.
 """
 
 from __future__ import annotations
@@ -47,25 +51,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", default=str(ROOT / "weights" / "crdr-lite.pt"))
     ap.add_argument("--kodak", default=str(ROOT.parent / "shared" / "data" / "kodak"))
+    ap.add_argument("--out", default=str(OUT), help="folder for the files (default tests/golden)")
     args = ap.parse_args()
     codec = Codec(args.weights, device="cpu")
-    OUT.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     expected = {"model_id": codec.model_id.hex(), "made_on": platform.processor() or platform.machine(),
                 "torch": torch.__version__, "files": {}}
     for name, top, left, h, w, q in CASES:
         rgb = read_image(Path(args.kodak) / f"{name}.png")[top : top + h, left : left + w]
         stem = f"{name}_q{q:g}"
         data = codec.encode(np.ascontiguousarray(rgb), q).data
-        (OUT / f"{stem}.crdr").write_bytes(data)
+        (out / f"{stem}.crdr").write_bytes(data)
         digest, check = latent_digest(codec, data)
         entry = {"q": q, "height": h, "width": w, "check": check, "latent_sha256": digest, "decodes": {}}
         for beta in BETAS:
             png = f"{stem}_b{beta:g}.png"
-            Image.fromarray(codec.decode(data, beta)).save(OUT / png, optimize=True)
+            Image.fromarray(codec.decode(data, beta)).save(out / png, optimize=True)
             entry["decodes"][f"{beta:g}"] = png
         expected["files"][f"{stem}.crdr"] = entry
         print(stem, len(data), "bytes", digest[:12], check)
-    (OUT / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
+    (out / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
 
 
 if __name__ == "__main__":

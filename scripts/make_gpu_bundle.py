@@ -91,14 +91,16 @@ def slim_start_record(path: Path) -> dict:
 
 
 def make_crops(folders: list[str], dest: Path, budget: int, crop: int, quality: int,
-               png: bool, seed: int, max_crops: int | None) -> tuple[int, int]:
-    """One crop per photo, photos in a seeded order, until ``budget`` bytes; returns
-    (crops written, bytes)."""
+               png: bool, seed: int, max_crops: int | None,
+               exclude: tuple[str, ...] = ()) -> tuple[int, int]:
+    """One crop per photo (leaving out names matching ``exclude``, the config's held-out
+    photos), photos in a seeded order, until ``budget`` bytes; returns (crops written,
+    bytes)."""
     from PIL import Image
 
     from crdr_codec.train.data import list_images
 
-    files = list_images(folders)
+    files = list_images(folders, exclude)
     rng = random.Random(seed)
     rng.shuffle(files)
     dest.mkdir(parents=True, exist_ok=True)
@@ -388,12 +390,13 @@ def main(argv: list[str] | None = None) -> int:
     # training crops
     data_bytes = int(a.data_mib * MiB) if a.data_mib is not None else _auto_data_budget(out, a.travel_mib)
     n, nbytes = make_crops(a.data, out / "data" / "train", data_bytes, a.crop,
-                           a.quality, a.png, a.seed, a.max_crops)
+                           a.quality, a.png, a.seed, a.max_crops, cfg.data_exclude)
     if n == 0:
         raise SystemExit("no training crops were written (images smaller than --crop?)")
     info["train_crops"] = {"count": n, "bytes": nbytes, "crop": a.crop,
                            "format": "png" if a.png else f"jpeg q{a.quality} 4:4:4",
-                           "from": [str(d) for d in a.data]}
+                           "from": [str(d) for d in a.data],
+                           "held_out": list(cfg.data_exclude)}
 
     write_run_sh(out / "run.sh", stage=a.stage, config=a.config, name=a.name,
                  part_mib=a.part_mib, workers=a.workers, warmup=a.warmup_steps)

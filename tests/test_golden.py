@@ -84,3 +84,34 @@ def test_golden_latents_with_onednn_off(shipped, threads):
     got = json.loads(out.stdout)
     for name, exp in EXPECTED["files"].items():
         assert got[name] == [exp["latent_sha256"], exp["check"]], name
+
+
+#: Golden sets of earlier shipped models, kept in tests/golden/<model id>/ (make_golden.py)
+EARLIER = sorted(p.parent for p in GOLDEN.glob("*/expected.json"))
+
+
+@pytest.mark.parametrize("folder", EARLIER, ids=[p.name for p in EARLIER])
+def test_files_of_earlier_shipped_models_still_decode(folder, tmp_path):
+    """A user's files outlive a model update: a plain `crdr decode` (no --weights) finds the
+    earlier model in weights/ by the id in the header and decodes to the stored reference."""
+    from crdr_codec.codec import Codec
+    from crdr_codec.weights_search import WeightsSearch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    from make_golden import latent_digest
+
+    exp = json.loads((folder / "expected.json").read_text())
+    assert folder.name == exp["model_id"] != EXPECTED["model_id"]
+    _, fp, path = WeightsSearch(None).find(bytes.fromhex(exp["model_id"]))
+    earlier = Codec(path, device="cpu")
+    for name, entry in exp["files"].items():
+        data = (folder / name).read_bytes()
+        assert latent_digest(earlier, data) == (entry["latent_sha256"], entry["check"]), name
+        for beta, png in entry["decodes"].items():
+            out = tmp_path / f"{name}_{beta}.png"
+            r = subprocess.run([sys.executable, "-m", "crdr_codec", "decode", str(folder / name),
+                                str(out), "--beta", beta], capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+            ref = np.asarray(Image.open(folder / png)).astype(np.int16)
+            diff = np.abs(np.asarray(Image.open(out)).astype(np.int16) - ref)
+            assert diff.max() <= MAX_LEVELS and diff.mean() <= MAX_MEAN, (name, beta)

@@ -184,7 +184,9 @@ def test_gpu_bundle_trains_on_cpu_and_its_parts_join_into_working_weights(tmp_pa
         cwd=ROOT, env=env_run, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     log = (out / "run.log").read_text()
-    assert "crdr train exited 0" in log, log[-2000:]
+    # 0: the fitted schedule ended it; 75: the hard stop at the budget came first (a
+    # 20-second box on a busy machine can overrun its 3 % margin). Both export.
+    assert "crdr train exited 0 " in log or "crdr train exited 75 " in log, log[-2000:]
     names = sorted(p.name for p in out.iterdir())
     assert "crdr-gpu.pt.parts.json" in names and "train_log.csv" in names
     parts = [p for p in out.iterdir() if ".part" in p.name and not p.name.endswith(".json")]
@@ -207,3 +209,37 @@ def test_gpu_bundle_trains_on_cpu_and_its_parts_join_into_working_weights(tmp_pa
     codec = Codec(str(joined), device="cpu")
     rgb = natural_image(48, 72, seed=5)
     assert codec.decode(codec.encode(rgb, 2.0).data, 0.0).shape == rgb.shape
+
+
+def test_gpu_travel_hides_every_weights_file_and_restores_the_checkout(tmp_path):
+    """`gpu_travel.py hide` keeps every committed weights/*.pt out of what the device tool
+    carries, without touching the files; `restore` leaves git status as it was."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import gpu_travel
+
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True,
+                              text=True).stdout
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.com")
+    git("config", "user.name", "t")
+    (tmp_path / "weights").mkdir()
+    blobs = {"weights/new.pt": b"n" * 3000, "weights/old.pt": b"o" * 2000, "code.py": b"x" * 10}
+    for p, b in blobs.items():
+        (tmp_path / p).write_bytes(b)
+    (tmp_path / "weights" / "MODEL_CARD.md").write_text("card")
+    git("add", ".")
+    git("commit", "-q", "-m", "c")
+    before = (tmp_path / ".git/info/exclude").read_text()
+
+    assert gpu_travel.hide(root=tmp_path) == ["weights/new.pt", "weights/old.pt"]
+    total, sizes = gpu_travel.travelling_bytes(root=tmp_path)
+    assert sorted(sizes) == ["code.py", "weights/MODEL_CARD.md"] and total == 14
+    assert sorted(git("status", "--porcelain").splitlines()) == ["D  weights/new.pt",
+                                                                  "D  weights/old.pt"]
+    assert all((tmp_path / p).read_bytes() == b for p, b in blobs.items())
+
+    assert gpu_travel.restore(root=tmp_path) == ["weights/new.pt", "weights/old.pt"]
+    assert git("status", "--porcelain") == ""
+    assert (tmp_path / ".git/info/exclude").read_text() == before

@@ -459,3 +459,16 @@ def test_train_script_resumes_at_the_latest_checkpointed_stage(data_dir, tmp_pat
     assert again.returncode == 0, again.stderr
     assert not (run / "stage1.ckpt").exists()
     assert torch.load(run / "stage3.ckpt", weights_only=True)["step"] == 4
+
+
+def test_data_exclude_holds_files_out_of_training(data_dir, tmp_path):
+    """`train.data_exclude` globs leave matching files out of the crops (a held-out set);
+    an exclusion that leaves nothing is an error, not an empty sampler."""
+    from crdr_codec.errors import CrdrError
+    from crdr_codec.train.data import list_images
+
+    tr = _trainer(_cfg(data_dir, 'train.data_exclude=["img1*"]'), 1, tmp_path)
+    tr.run(max_steps=1)
+    assert sorted(p.name for p in tr.sampler.files) == ["img0.png", "img2.png"]
+    with pytest.raises(CrdrError, match="no PNG/JPEG images"):
+        list_images([str(data_dir)], ["img*"])

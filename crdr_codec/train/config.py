@@ -91,6 +91,7 @@ class StageConfig:
 class TrainConfig:
     model: str = "lite"
     data: tuple[str, ...] = ()
+    data_exclude: tuple[str, ...] = ()  # file-name globs left out of `data` (held out)
     val_data: str = ""
     val_images: int = 4
     val_every: int = 2000  # steps; 0 disables

@@ -7,6 +7,7 @@ uninterrupted run would have seen, with no sampler state to save.
 
 from __future__ import annotations
 
+from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +18,17 @@ from ..errors import CrdrError
 from ..formats import IMAGE_EXTENSIONS as EXTENSIONS
 
 
-def list_images(folders: list[str] | tuple[str, ...]) -> list[Path]:
+def list_images(folders: list[str] | tuple[str, ...],
+                exclude: list[str] | tuple[str, ...] = ()) -> list[Path]:
+    """PNG/JPEG files under ``folders`` (sorted per folder), leaving out every file whose
+    name matches one of the ``exclude`` glob patterns (a held-out set, e.g. ``budgie_*``)."""
     files: list[Path] = []
     for f in folders:
         p = Path(f)
         if not p.is_dir():
             raise CrdrError(f"training data folder not found: {p}")
-        files += sorted(x for x in p.rglob("*") if x.suffix.lower() in EXTENSIONS)
+        files += sorted(x for x in p.rglob("*") if x.suffix.lower() in EXTENSIONS
+                        and not any(fnmatch(x.name, pat) for pat in exclude))
     if not files:
         raise CrdrError(f"no PNG/JPEG images found in {', '.join(map(str, folders))}")
     return files

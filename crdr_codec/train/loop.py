@@ -425,7 +425,7 @@ class Trainer:
              budget_start: float | None = None) -> None:
         cfg = self.cfg
         if self.sampler is None:
-            self.sampler = CropSampler(list_images(cfg.data), cache=cfg.cache_images)
+            self.sampler = CropSampler(list_images(cfg.data, cfg.data_exclude), cache=cfg.cache_images)
         t_start = last_ckpt = time.time()
         deadline = math.inf if max_minutes is None else t_start + max_minutes * 60
         box = None
