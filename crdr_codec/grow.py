@@ -40,7 +40,8 @@ def check_growth(old: ModelConfig, new: ModelConfig) -> None:
                              f"{', '.join(GROWABLE)} can change")
 
 
-def _lead(t: torch.Tensor, shape: torch.Size) -> tuple[slice, ...]:
+def _lead(shape: torch.Size) -> tuple[slice, ...]:
+    """Index of the leading block of that shape (where the trained weights go)."""
     return tuple(slice(0, n) for n in shape)
 
 
@@ -68,7 +69,7 @@ def grow_into(old: nn.Module, new: nn.Module) -> None:
                 p_new[:, p_old.shape[1]:] = 0  # (out, in, ...): nothing reads a new input
             elif pname == "weight" and isinstance(m_old, nn.ConvTranspose2d):
                 p_new[p_old.shape[0]:] = 0  # (in, out, ...)
-            p_new[_lead(p_new, p_old.shape)] = p_old.to(p_new.dtype)
+            p_new[_lead(p_old.shape)] = p_old.to(p_new.dtype)
         for bname, b_old in m_old.named_buffers(recurse=False):
             b_new = getattr(m_new, bname)
             if b_new is None or b_new.shape != b_old.shape:
