@@ -39,11 +39,11 @@ for stage in 1 2 3; do
 done
 # Then the phases that continue stage 3, each in a copy of the previous one's finished
 # checkpoint, if the preset has them ($CONFIG-decoder, -full, -rates, -top, -more, -final,
-# -cpu2): g_s alone, then the whole model, then the whole model with the end levels' rate
-# weights moved (three times), then on larger crops, then with more photos. The shipped
+# -cpu2, -cpu3): g_s alone, then the whole model, then the whole model with the end levels' rate
+# weights moved (three times), then on larger crops, then with more photos (twice). The shipped
 # weights come from the last one.
 prev="$RUN"
-for phase in decoder full rates top more final cpu2; do
+for phase in decoder full rates top more final cpu2 cpu3; do
   [ -f "crdr_codec/train/presets/$CONFIG-$phase.toml" ] || continue
   mkdir -p "$RUN/$phase"
   if [ ! -f "$RUN/$phase/stage3.ckpt" ]; then  # copy, then rename: never a partial checkpoint
