@@ -95,12 +95,9 @@ def grow_weights(src, dst, cfg: ModelConfig) -> bytes:
     fingerprint.
     """
     from .model import CRDRModel
-    from .weights import WeightsError, model_from_record, save_weights
+    from .weights import WeightsError, model_from_record, read_record, save_weights
 
-    try:
-        rec = torch.load(src, map_location="cpu", weights_only=True)
-    except Exception:
-        raise WeightsError(f"{src}: not a crdr weights file (cannot be read)") from None
+    rec = read_record(src)
     old, fp = model_from_record(rec, str(src))
     if old.entropy_state is None:
         raise WeightsError(f"{src}: a version-1 file (no integer entropy model) cannot be grown")
