@@ -9,6 +9,10 @@ process fails or goes over the budget.
 
     .venv/bin/python benchmarks/large_image.py [--size 6000x4000] [--q 2] [--beta 0]
                                                [--budget-gib 8] [--weights FILE] [--threads 2]
+                                               [--refine STEPS]
+
+With ``--refine`` the encode refines the latent (crdr encode --refine), window by window:
+its peak memory should not grow with the image size.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ def main() -> None:
     ap.add_argument("--budget-gib", type=float, default=8.0)
     ap.add_argument("--weights", default=None, help="weights file (default: the crdr default)")
     ap.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS for the processes")
+    ap.add_argument("--refine", type=int, default=0, help="crdr encode --refine STEPS (default 0)")
     ap.add_argument("--kodak", default=str(KODAK), help="folder of tiles (default ../shared/data/kodak)")
     a = ap.parse_args()
     width, height = (int(v) for v in a.size.lower().split("x"))
@@ -71,10 +76,11 @@ def main() -> None:
         img = mosaic(width, height, Path(a.kodak))
         Image.fromarray(img).save(src, compress_level=1)
         print(f"{width}x{height} ({width * height / 1e6:.1f} MP) mosaic of {a.kodak}, q={a.q:g}, "
-              f"beta={a.beta:g}, {a.threads} threads, budget {a.budget_gib:g} GiB")
+              f"beta={a.beta:g}, refine {a.refine}, {a.threads} threads, budget {a.budget_gib:g} GiB")
         rows = []
         try:
-            for name, cmd in (("encode", [crdr, "encode", str(src), str(enc), "--q", str(a.q), "--quiet", *extra]),
+            for name, cmd in (("encode", [crdr, "encode", str(src), str(enc), "--q", str(a.q),
+                                          "--refine", str(a.refine), "--quiet", *extra]),
                               ("decode", [crdr, "decode", str(enc), str(dec), "--beta", str(a.beta), "--quiet", *extra])):
                 wall, rss_mb = _run_timed(cmd, env)
                 rows.append((name, wall, rss_mb / 1024))

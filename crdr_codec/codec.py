@@ -123,12 +123,14 @@ class Codec:
         return t, min(OVERLAP, t // 2)
 
     # -------------------------------------------------------------- encode
-    def encode(self, rgb, q: float = 2.0, sections=()) -> EncodeResult:
+    def encode(self, rgb, q: float = 2.0, sections=(), refine: int = 0) -> EncodeResult:
         """Encode an image at quality q in [0, 4].
 
         ``rgb``: an (H, W, 3) uint8 array, or a PIL image (its ICC profile, EXIF, XMP and
         grayscale mode are then stored too, unless ``sections`` is given).
         ``sections``: optional container sections to store (e.g. metadata.to_sections).
+        ``refine``: steps of encode-time latent refinement (:mod:`crdr_codec.refine`;
+        0 = none): a slower encode and a better file, decoded as any other.
         """
         if not isinstance(rgb, np.ndarray):  # a PIL image
             from . import metadata
@@ -149,15 +151,20 @@ class Codec:
             with torch.inference_mode():
                 y = tiled(lambda p: m.g_a(p, qt), src, t, o, 1 / 16, m.cfg.latent)
         else:
-            x = pad_to_multiple(to_tensor(rgb), PAD_MULTIPLE).to(self.device)
-            y = m.analyze(x, q_used)
-        coded = m.compress_latent(y)
+            src = pad_to_multiple(to_tensor(rgb), PAD_MULTIPLE).to(self.device)
+            y = m.analyze(src, q_used)
+        z = None
+        if refine:
+            from .refine import refine_latent
+
+            y, z = refine_latent(m, src, y, q_used, refine, h, w)
+        coded = m.compress_latent(y, z)
         header = bitstream.Header(model_id=self.model_id, q_code=code, height=h, width=w,
                                   check=coded.check)
         return EncodeResult(bitstream.pack(header, coded.payload, sections), q_used)
 
     def encode_to_bpp(self, rgb: np.ndarray, target_bpp: float, iterations: int = 9,
-                      sections=(), progress=None) -> EncodeResult:
+                      sections=(), progress=None, refine: int = 0) -> EncodeResult:
         """Largest q whose real file size is at most ``target_bpp`` (bisection on q).
 
         If even q = 0 exceeds the target, the q = 0 file is returned (the smallest we can
@@ -165,7 +172,8 @@ class Codec:
         converges to the boundary.
 
         ``progress``: called after each of the (at most ``iterations + 2``) encodes as
-        ``progress(step, max_steps, q, bpp)``.
+        ``progress(step, max_steps, q, bpp)``. ``refine``: as in :meth:`encode`, for
+        every one of them.
         """
         pixels = rgb.shape[0] * rgb.shape[1]
         steps = iterations + 2
@@ -175,7 +183,7 @@ class Codec:
             return len(res.data) * 8 / pixels
 
         def attempt(q: float) -> EncodeResult:
-            res = self.encode(rgb, q, sections)
+            res = self.encode(rgb, q, sections, refine)
             done[0] += 1
             if progress is not None:
                 progress(done[0], steps, res.q, bpp(res))

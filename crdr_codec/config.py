@@ -19,6 +19,8 @@ from .errors import ParameterError
 
 #: Number of discrete quality levels of the interpolated channel attention.
 NUM_LEVELS = 5
+#: Most steps of encode-time latent refinement (crdr encode --refine; refine.py).
+REFINE_MAX_STEPS = 1000
 Q_MIN, Q_MAX = 0.0, float(NUM_LEVELS - 1)
 #: Realism range; beta is normalised to [-1, 1] by 2 * beta / BETA_MAX - 1.
 BETA_MIN, BETA_MAX = 0.0, 5.12
@@ -124,6 +126,13 @@ def check_q(q: float) -> float:
     if not (Q_MIN <= q <= Q_MAX):  # also rejects NaN
         raise ParameterError(f"q must be in [{Q_MIN:g}, {Q_MAX:g}], got {q:g}")
     return q
+
+
+def check_refine(steps: int) -> int:
+    """Steps of encode-time latent refinement: an integer in [0, REFINE_MAX_STEPS]."""
+    if isinstance(steps, bool) or int(steps) != steps or not 0 <= steps <= REFINE_MAX_STEPS:
+        raise ParameterError(f"refine steps must be an integer in [0, {REFINE_MAX_STEPS}], got {steps}")
+    return int(steps)
 
 
 def check_beta(beta: float) -> float:

@@ -172,14 +172,15 @@ class CRDRModel(nn.Module):
         return self.compress_latent(self.analyze(x, q))
 
     @torch.inference_mode()
-    def compress_latent(self, y: Tensor) -> CodedLatent:
+    def compress_latent(self, y: Tensor, z: Tensor | None = None) -> CodedLatent:
         """Range-code a latent y (1, M, h, w) (CPU, float32) with the integer entropy model.
 
-        Only the choice of symbols (rounding y) uses floating point; everything the
-        decoder must reproduce is integer.
+        Only the choice of symbols (rounding y and z) uses floating point; everything the
+        decoder must reproduce is integer. ``z`` (default ``h_a(y)``) is the hyper latent
+        to code: :func:`crdr_codec.refine.refine_latent` keeps the unrefined latent's.
         """
         ie, tables = self._coder()
-        z = self.h_a(y.float().cpu())
+        z = self.h_a(y.float().cpu()) if z is None else z.float().cpu()
         lo = ie.z_minsym.view(1, -1, 1, 1)
         hi = lo + torch.from_numpy(tables.z_lengths).view(1, -1, 1, 1) - 1
         med = ie.z_med.view(1, -1, 1, 1).double() / (1 << FRAC)

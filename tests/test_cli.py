@@ -159,6 +159,8 @@ def test_fractional_q_is_stored_exactly(runner, tiny_weights, png, out_dir):
         ("encode", "--q", "-1"),
         ("encode", "--q", "4.5"),
         ("encode", "--q", "nan"),
+        ("encode", "--refine", "-1"),
+        ("encode", "--refine", "1001"),
         ("decode", "--beta", "6"),
         ("decode", "--beta", "nan"),
     ],

@@ -48,6 +48,11 @@ def _stderr_is_terminal() -> bool:
               help="Instead of --q: find the q whose real file size is closest to this "
                    "many bits per pixel without exceeding it. If even q=0 is larger, that "
                    f"file is written with a warning and the exit code is {EXIT_BPP_NOT_REACHED}.")
+@click.option("--refine", type=int, default=0, show_default=True, metavar="STEPS",
+              help="Search STEPS gradient steps for a better latent of each image: a slower "
+                   "encode and a smaller file at the same PSNR, decoded like any other "
+                   "(20 steps on Kodak: 7 % fewer bits, ~15 s per 768x512 image on 2 CPU "
+                   "cores instead of ~1 s).")
 @click.option("--alpha", type=click.Choice(["refuse", "drop"]), default="refuse", show_default=True,
               help="What to do with an image that has transparency.")
 @weights_option
@@ -58,7 +63,7 @@ def _stderr_is_terminal() -> bool:
 @threads_option
 @force_option
 @quiet_option
-def encode(inputs, output_dir, q, target_bpp, alpha, weights, device, max_pixels, strip,
+def encode(inputs, output_dir, q, target_bpp, refine, alpha, weights, device, max_pixels, strip,
            threads, force, quiet) -> None:
     """Compress images into .crdr files.
 
@@ -67,15 +72,17 @@ def encode(inputs, output_dir, q, target_bpp, alpha, weights, device, max_pixels
     \b
       crdr encode in.png out.crdr --q 2.5
       crdr encode *.png -o compressed/ --q 1
+      crdr encode in.png out.crdr --q 2 --refine 20
       cat in.png | crdr encode - - --bpp 0.3 > out.crdr
     """
     tune_malloc()
     set_threads(threads)
-    from ..config import check_q
+    from ..config import check_q, check_refine
 
     if q is not None and target_bpp is not None:
         raise CrdrError("give either --q or --bpp, not both")
     q = check_q(2.0 if q is None else q)
+    refine = check_refine(refine)
     if target_bpp is not None and not target_bpp > 0:
         raise CrdrError(f"--bpp must be positive, got {target_bpp:g}")
     pairs = plan(inputs, output_dir, ".crdr")
@@ -117,9 +124,9 @@ def encode(inputs, output_dir, q, target_bpp, alpha, weights, device, max_pixels
                            f"most {most}): q={q_tried:.3f} gives {bpp_tried:.4f} bpp", err=True)
 
             res = codec.encode_to_bpp(rgb, target_bpp, sections=sections,
-                                      progress=step if search_lines else None)
+                                      progress=step if search_lines else None, refine=refine)
         else:
-            res = codec.encode(rgb, q, sections)
+            res = codec.encode(rgb, q, sections, refine)
         guard.write(dst, lambda replace: write_output(dst, res.data, replace))
         h, w = rgb.shape[:2]
         bpp = len(res.data) * 8 / (h * w)

@@ -38,12 +38,14 @@ from .common import device_option, weights_option
 @click.option("--anchors-from", type=click.Path(file_okay=False, exists=True), metavar="DIR",
               help="Take the anchors' results from an earlier run's folder (same anchor versions "
                    "and images); only crdr is measured.")
+@click.option("--refine", type=int, default=0, show_default=True,
+              help="Encode with this many steps of latent refinement (as crdr encode --refine).")
 @weights_option
 @device_option
 @click.option("--quiet", is_flag=True, help="No progress bar or report.")
 def eval_command(data_dir, output_dir, q_spec, beta_spec, anchors, anchor_q, jobs, threads, fid,
                  patch_size, crop_bpp, crop_image, crop_size, max_images, no_plots, anchors_from,
-                 weights, device, quiet) -> None:
+                 refine, weights, device, quiet) -> None:
     """Rate-distortion-realism sweep of crdr and conventional codecs on a folder of images.
 
     \b
@@ -58,7 +60,7 @@ def eval_command(data_dir, output_dir, q_spec, beta_spec, anchors, anchor_q, job
                                   device=device, jobs=jobs, threads=threads, fid=fid,
                                   patch_size=patch_size, crop_bpp=crop_bpp, crop_image=crop_image,
                                   crop_size=crop_size, max_images=max_images, plots=not no_plots,
-                                  quiet=quiet)
+                                  quiet=quiet, refine=refine)
     summary = run_eval(cfg)  # checks the settings before any work
     if not quiet:
         click.echo(format_report(summary, Path(output_dir)))

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence
 from crdr_codec.errors import ImageError, ParameterError
 from crdr_codec.eval.anchors import ANCHORS, parse_anchor_names, parse_anchor_qualities
 from crdr_codec.formats import IMAGE_EXTENSIONS
+from crdr_codec.config import check_refine
 
 __all__ = ["EvalConfig", "list_images", "IMAGE_EXTENSIONS"]
 
@@ -53,6 +54,7 @@ class EvalConfig:
     plots: bool = True
     quiet: bool = False
     anchors_from: Optional[Path] = None
+    refine: int = 0
 
     def qualities(self, anchor: str) -> List[int]:
         """The quality sweep of ``anchor`` (the override, or its default)."""
@@ -65,6 +67,7 @@ class EvalConfig:
             ParameterError: a count or size below its minimum, a non-positive crop rate,
                 an override for an unknown anchor or with a quality outside its range.
         """
+        check_refine(self.refine)
         if self.jobs < 1:
             raise ParameterError(f"--jobs must be positive, got {self.jobs}")
         if self.patch_size < 16:

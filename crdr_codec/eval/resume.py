@@ -27,15 +27,18 @@ __all__ = ["check_run_meta", "import_anchor_rows"]
 _META_FORMAT = 1
 
 
-def check_run_meta(out: Path, model_id: str, patch_size: int) -> None:
-    """Record which model and patch size this folder is for, or check an earlier record.
+def check_run_meta(out: Path, model_id: str, patch_size: int, refine: int = 0) -> None:
+    """Record which model, patch size and refinement this folder is for, or check an
+    earlier record (one without ``refine`` was made without refinement).
 
     Raises:
         ResumeError: the folder holds another model's results, or another patch size's
-            features, or an unreadable record.
+            features, or files made with other ``--refine`` steps, or an unreadable record.
     """
     meta_path = out / META_NAME
     meta = {"format": _META_FORMAT, "model_id": model_id, "patch_size": patch_size}
+    if refine:
+        meta["refine"] = refine
     if not meta_path.exists():
         atomic_write_bytes(meta_path, (json.dumps(meta, indent=2) + "\n").encode())
         return
@@ -51,6 +54,11 @@ def check_run_meta(out: Path, model_id: str, patch_size: int) -> None:
     if old.get("patch_size") != patch_size:
         raise ResumeError(
             f"{out} was made with --patch-size {old.get('patch_size')}; "
+            "use the same value or a new output folder"
+        )
+    if old.get("refine", 0) != refine:
+        raise ResumeError(
+            f"{out} was made with --refine {old.get('refine', 0)}; "
             "use the same value or a new output folder"
         )
 

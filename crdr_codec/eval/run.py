@@ -93,7 +93,7 @@ class _Run:
             torch.set_num_threads(max(1, self.cfg.threads))
         self.codec = Codec(self.cfg.weights, device=self.cfg.device)
         self.out.mkdir(parents=True, exist_ok=True)
-        check_run_meta(self.out, self.codec.model_id.hex(), self.cfg.patch_size)
+        check_run_meta(self.out, self.codec.model_id.hex(), self.cfg.patch_size, self.cfg.refine)
         self.store = ResultStore(self.out, self.images, self.cfg.fid)
         if self.cfg.anchors_from is not None:
             import_anchor_rows(self.store, Path(self.cfg.anchors_from), [a.name for a in self.anchors],
@@ -146,7 +146,7 @@ class _Run:
             assert ref is not None
             h, w = ref.shape[:2]
             t0 = time.perf_counter()
-            res = self.codec.encode(ref, q)
+            res = self.codec.encode(ref, q, refine=cfg.refine)
             enc_s = time.perf_counter() - t0
             crdr_file = self.store.crdr_path(path.name, q)
             crdr_file.parent.mkdir(parents=True, exist_ok=True)

@@ -119,7 +119,7 @@ def build_summary(cfg: EvalConfig, store: ResultStore, anchors: Sequence[Anchor]
                                  for a in anchors},
                      "device": str(codec.device), "jobs": cfg.jobs,
                      "torch_threads": torch.get_num_threads(), "patch_size": cfg.patch_size,
-                     "fid": cfg.fid},
+                     "fid": cfg.fid, "refine": cfg.refine},
         "versions": {"crdr": __version__, "torch": torch.__version__, "numpy": np.__version__,
                      **anchor_versions([a.name for a in anchors])},
         "metrics": {
