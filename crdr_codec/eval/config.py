@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from crdr_codec.config import check_refine
 from crdr_codec.errors import ImageError, ParameterError
 from crdr_codec.eval.anchors import ANCHORS, parse_anchor_names, parse_anchor_qualities
 from crdr_codec.formats import IMAGE_EXTENSIONS
-from crdr_codec.config import check_refine
 
 __all__ = ["EvalConfig", "list_images", "IMAGE_EXTENSIONS"]
 
@@ -65,7 +65,8 @@ class EvalConfig:
 
         Raises:
             ParameterError: a count or size below its minimum, a non-positive crop rate,
-                an override for an unknown anchor or with a quality outside its range.
+                an override for an unknown anchor or with a quality outside its range,
+                refinement steps outside [0, REFINE_MAX_STEPS].
         """
         check_refine(self.refine)
         if self.jobs < 1:
