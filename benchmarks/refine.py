@@ -51,7 +51,7 @@ def main() -> None:
         rec = codec.decode(data).astype(np.float64) / 255
         mse = float(np.mean((rec - rgb / 255) ** 2))
         bpp = len(data) * 8 / rgb[..., 0].size
-        return refine.rate_lambda(codec.model, q) * bpp + 150 * mse, bpp, -10 * math.log10(mse), sec
+        return refine.file_cost(q, bpp, mse), bpp, -10 * math.log10(mse), sec
 
     plain = {(n, q): measure(rgb, q, 0) for n, rgb in images.items() for q in qs}
     print(f"{len(images)} images x q {a.q}, {a.threads} threads, model {codec.model_id.hex()}")

@@ -28,28 +28,30 @@ import torch
 from torch import Tensor
 
 from .config import NUM_LEVELS, check_refine
+from .entropy.charm import SCALE_MIN  # the coder's smallest scale: the likelihood's bound
 
 #: Rate weight per quality level of the stage-3 objective that trained the shipped
-#: weights (train/presets/lite-more.toml, kept by every later phase). A weights file may
-#: carry its own as meta["rate_lambda"].
-DEFAULT_RATE_LAMBDA = (4.5, 1.3, 0.4, 0.12, 0.006)
+#: weights (train/presets/lite-more.toml, kept by every later phase; a test checks).
+RATE_LAMBDA = (4.5, 1.3, 0.4, 0.12, 0.006)
 LAMBDA_D = 150.0  # MSE weight ([0, 1] images), as in training
 LR = 0.01  # Adam step on y, cosine-decayed to 0 over the steps
-SCALE_MIN = 0.11  # lower bound of the predicted scales (the coder's smallest table entry)
 STRIDE = 16  # pixels per latent position (g_a downsamples by 16)
 TILE = 32  # window interior, latent positions (512 pixels)
 HALO = 4  # context around the interior, latent positions (64 pixels)
 
 
-def rate_lambda(model, q: float) -> float:
+def rate_lambda(q: float) -> float:
     """The rate weight at quality q: the per-level weights interpolated in log space."""
-    lams = tuple(getattr(model, "meta", {}).get("rate_lambda", DEFAULT_RATE_LAMBDA))
-    if len(lams) != NUM_LEVELS:
-        lams = DEFAULT_RATE_LAMBDA
     q = min(max(float(q), 0.0), NUM_LEVELS - 1.0)
     lo = min(int(q), NUM_LEVELS - 2)
     f = q - lo
-    return math.exp((1 - f) * math.log(lams[lo]) + f * math.log(lams[lo + 1]))
+    return math.exp((1 - f) * math.log(RATE_LAMBDA[lo]) + f * math.log(RATE_LAMBDA[lo + 1]))
+
+
+def file_cost(q: float, bpp: float, mse: float) -> float:
+    """The objective of the search, measured on a real file: rate weight x bits per pixel +
+    LAMBDA_D x MSE of its beta-0 decode ([0, 1] images)."""
+    return rate_lambda(q) * bpp + LAMBDA_D * mse
 
 
 def _spans(n: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
@@ -109,7 +111,7 @@ def _refine(model, src, y: Tensor, q: float, steps: int, height: int,
     dev = next(model.g_s.parameters()).device
     qt = torch.tensor([float(q)], device=dev)
     bt = torch.zeros(1, device=dev)
-    lam = rate_lambda(model, q)
+    lam = rate_lambda(q)
     _, _, h, w = y.shape
     for r0, r1, i0, i1 in _spans(h, TILE, HALO):
         for c0, c1, j0, j1 in _spans(w, TILE, HALO):

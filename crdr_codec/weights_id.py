@@ -132,8 +132,9 @@ def hash_record(config: dict, groups) -> bytes:
 
     ``groups``: the record's tensor groups in order (state_dict, z_tables, entropy), each
     a mapping name -> (str(dtype), shape tuple, the contiguous tensor's bytes or a
-    bytes-like buffer of them (a uint8 array), or a callable returning them). SHA-256 of the config as sorted JSON, then per group, per
-    name in sorted order, ``name|dtype|shape|`` and the bytes.
+    bytes-like buffer of them (a uint8 array), or a callable returning them). SHA-256 of
+    the config as sorted JSON, then per group, per name in sorted order,
+    ``name|dtype|shape|`` and the bytes.
     """
     h = hashlib.sha256()
     h.update(json.dumps(config, sort_keys=True).encode())

@@ -31,6 +31,16 @@ def test_windows_cover_the_latent_once(n, tile, halo):
             assert nxt[2] == i1  # interiors abut: every position is refined exactly once
 
 
+def test_objective_is_the_shipped_models_training_objective():
+    """The search's weights are those of the stage-3 preset that made the shipped weights
+    (lite-cpu3, inheriting lite-more's rate weights): a retuned preset must update them."""
+    from crdr_codec.train.config import load_config
+
+    st = load_config("lite-cpu3").stages[3]
+    assert tuple(st.rate_lambda_a) == refine.RATE_LAMBDA
+    assert st.lambda_d == refine.LAMBDA_D
+
+
 def test_given_z_codes_like_the_computed_one(codec):
     """compress_latent(y, h_a(y)) writes the file compress_latent(y) writes, and zero
     steps return the latent unchanged with that z."""
@@ -103,7 +113,7 @@ def test_refinement_lowers_the_real_files_cost(q):
     def cost(data: bytes) -> float:
         rec = codec.decode(data).astype(np.float64) / 255
         mse = float(np.mean((rec - rgb / 255) ** 2))
-        return refine.rate_lambda(codec.model, q) * len(data) * 8 / rgb[..., 0].size + 150 * mse
+        return refine.file_cost(q, len(data) * 8 / rgb[..., 0].size, mse)
 
     before = cost(codec.encode(rgb, q).data)
     after = cost(codec.encode(rgb, q, refine=10).data)
