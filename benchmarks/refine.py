@@ -5,10 +5,13 @@ written and decoded (beta 0, real files), and the script reports, averaged over 
 and q: the change of the objective the search minimises (rate weight x bpp + 150 x MSE,
 the model's own training objective at beta 0), of the rate, of the PSNR, and the seconds
 per encode. Each configuration runs in this process; the peak memory of a whole encode
-is what `large_image.py --refine` measures.
+is what `large_image.py --refine` measures. The search runs g_s under bf16 autocast on
+CPUs with bf16 instructions (refine.bf16_search; the report says which); ``--fp32``
+keeps it in float32 there too, for comparison.
 
-    .venv/bin/python benchmarks/refine.py ../shared/data/kodak [--images kodim02,kodim05,kodim13,kodim23]
-        [--q 0,2,4] [--steps 10,20,40] [--threads 2] [--weights FILE]
+    .venv/bin/python benchmarks/refine.py ../shared/data/kodak
+        [--images kodim02,kodim05,kodim13,kodim23] [--q 0,2,4] [--steps 10,20,40]
+        [--threads 2] [--weights FILE] [--fp32]
 """
 
 from __future__ import annotations
@@ -35,8 +38,11 @@ def main() -> None:
     ap.add_argument("--steps", default="10,20,40", help="refinement steps to compare")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--weights", default=None)
+    ap.add_argument("--fp32", action="store_true", help="search in float32 also where bf16 is fast")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.fp32:
+        refine.bf16_search = lambda device: False
     codec = Codec(a.weights, device="cpu")
     qs = [float(v) for v in a.q.split(",")]
     images = {}
@@ -54,7 +60,9 @@ def main() -> None:
         return refine.file_cost(q, bpp, mse), bpp, -10 * math.log10(mse), sec
 
     plain = {(n, q): measure(rgb, q, 0) for n, rgb in images.items() for q in qs}
-    print(f"{len(images)} images x q {a.q}, {a.threads} threads, model {codec.model_id.hex()}")
+    search = "bf16 autocast" if refine.bf16_search(codec.device) else "float32"
+    print(f"{len(images)} images x q {a.q}, {a.threads} threads, model {codec.model_id.hex()}, "
+          f"search in {search}")
     print("| steps | objective | bpp | PSNR | s per encode |")
     print("|---|---|---|---|---|")
     print(f"| 0 | - | - | - | {np.mean([v[3] for v in plain.values()]):.2f} |")

@@ -18,6 +18,11 @@ across machines (nor needs to be): two machines may write different, equally val
 Memory is bounded independently of the image size: the latent is refined in windows of
 at most (TILE + 2 * HALO)^2 latent positions (640x640 pixels), one after another; each
 window updates only its interior and sees its refined neighbours through the halo.
+
+On CPUs with native bfloat16 arithmetic (AVX512-BF16 or AMX) the synthesis runs under
+bf16 autocast during the search (:func:`bf16_search`): a step is about a quarter faster
+there, for the same objective (measured in benchmarks/README.md). Elsewhere, where bf16
+would be emulated, and on CUDA, the search stays in float32.
 """
 
 from __future__ import annotations
@@ -38,6 +43,19 @@ LR = 0.01  # Adam step on y, cosine-decayed to 0 over the steps
 STRIDE = 16  # pixels per latent position (g_a downsamples by 16)
 TILE = 32  # window interior, latent positions (512 pixels)
 HALO = 4  # context around the interior, latent positions (64 pixels)
+
+
+def bf16_search(device: torch.device) -> bool:
+    """Whether the search runs g_s under bf16 autocast on ``device``: on CPUs that have
+    bfloat16 instructions (AVX512-BF16 or AMX; torch's probes), not elsewhere."""
+    if device.type != "cpu":
+        return False
+    names = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    probes = [getattr(torch.cpu, n, None) for n in names]
+    try:
+        return any(bool(f()) for f in probes if f is not None)
+    except RuntimeError:
+        return False
 
 
 def rate_lambda(q: float) -> float:
@@ -112,13 +130,14 @@ def _refine(model, src, y: Tensor, q: float, steps: int, height: int,
     qt = torch.tensor([float(q)], device=dev)
     bt = torch.zeros(1, device=dev)
     lam = rate_lambda(q)
+    bf16 = bf16_search(dev)
     _, _, h, w = y.shape
     for r0, r1, i0, i1 in _spans(h, TILE, HALO):
         for c0, c1, j0, j1 in _spans(w, TILE, HALO):
             inner = (slice(None), slice(None), slice(i0 - r0, i1 - r0), slice(j0 - c0, j1 - c0))
+            x = src[:, :, STRIDE * r0:STRIDE * r1, STRIDE * c0:STRIDE * c1]
             win = _refine_window(model, y[:, :, r0:r1, c0:c1], hm[:, :, r0:r1, c0:c1],
-                                 hs[:, :, r0:r1, c0:c1], src[:, :, STRIDE * r0:STRIDE * r1, STRIDE * c0:STRIDE * c1],
-                                 inner, qt, bt, lam, steps,
+                                 hs[:, :, r0:r1, c0:c1], x, inner, qt, bt, lam, steps, bf16,
                                  rows=max(0, min(height, STRIDE * i1) - STRIDE * r0),
                                  cols=max(0, min(width, STRIDE * j1) - STRIDE * c0))
             y[:, :, i0:i1, j0:j1] = win[inner]
@@ -126,9 +145,11 @@ def _refine(model, src, y: Tensor, q: float, steps: int, height: int,
 
 
 def _refine_window(model, y: Tensor, hm: Tensor, hs: Tensor, x: Tensor, inner: tuple,
-                   qt: Tensor, bt: Tensor, lam: float, steps: int, rows: int, cols: int) -> Tensor:
+                   qt: Tensor, bt: Tensor, lam: float, steps: int, bf16: bool, rows: int,
+                   cols: int) -> Tensor:
     """Adam on one window of y; only the interior moves and only it is scored: its latent
-    positions' bits and its real pixels' squared error (up to ``rows`` x ``cols``)."""
+    positions' bits and its real pixels' squared error (up to ``rows`` x ``cols``).
+    ``bf16``: run g_s under bf16 autocast (the rate and the error stay float32)."""
     lat_mask = torch.zeros((1, 1) + tuple(y.shape[2:]))
     lat_mask[inner] = 1.0
     pix_mask = torch.zeros((1, 1) + tuple(x.shape[2:]), device=x.device)
@@ -152,7 +173,9 @@ def _refine_window(model, y: Tensor, hm: Tensor, hs: Tensor, x: Tensor, inner: t
             bits = bits + (_bits(res, scale) * lat_mask).sum()
             y_hat_k = res + (torch.round(res) - res).detach() + mu
             decoded.append(model.context.refine(k, hm, decoded, y_hat_k))
-        x_hat = model.g_s(torch.cat(decoded, 1).to(x.device), qt, bt).float()
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            x_hat = model.g_s(torch.cat(decoded, 1).to(x.device), qt, bt)
+        x_hat = x_hat.float()
         sq = (((x_hat - x) * 0.5) ** 2 * pix_mask).sum() / 3
         loss = (lam * bits.to(x.device) + LAMBDA_D * sq) / pixels
         (grad,) = torch.autograd.grad(loss, [param])

@@ -98,14 +98,28 @@ def test_step_count_is_checked(bad):
         check_refine(bad)
 
 
+def test_bf16_search_only_on_cpus_with_bf16_instructions(monkeypatch):
+    """bf16 autocast only where the CPU has the instructions (emulated bf16 is slow);
+    never on CUDA, where the search was not measured."""
+    assert not refine.bf16_search(torch.device("cuda"))
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert not refine.bf16_search(torch.device("cpu"))
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert refine.bf16_search(torch.device("cpu"))
+
+
 @pytest.mark.weights
 @pytest.mark.slow
+@pytest.mark.parametrize("bf16", [False, True])
 @pytest.mark.parametrize("q", [0.5, 3.0])
-def test_refinement_lowers_the_real_files_cost(q):
+def test_refinement_lowers_the_real_files_cost(q, bf16, monkeypatch):
     """The objective refinement searches, measured on real files: rate weight x bits per
-    pixel + 150 x MSE of the beta-0 decode (a 192x256 crop of a photo, shipped weights)."""
+    pixel + 150 x MSE of the beta-0 decode (a 192x256 crop of a photo, shipped weights),
+    with the synthesis in float32 and under bf16 autocast (forced either way)."""
     from crdr_codec.codec import Codec
 
+    monkeypatch.setattr(refine, "bf16_search", lambda device: bf16)
     codec = Codec(device="cpu")
     with Image.open(GOLDEN_SOURCE) as im:
         rgb = np.asarray(im.convert("RGB"))[:192, :256].copy()
