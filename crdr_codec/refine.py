@@ -20,8 +20,8 @@ at most (TILE + 2 * HALO)^2 latent positions (640x640 pixels), one after another
 window updates only its interior and sees its refined neighbours through the halo.
 
 On CPUs with native bfloat16 arithmetic (AVX512-BF16 or AMX) the synthesis runs under
-bf16 autocast during the search (:func:`bf16_search`): a step is about a quarter faster
-there, for the same objective (measured in benchmarks/README.md). Elsewhere, where bf16
+bf16 autocast during the search (:func:`bf16_search`): a step takes about a quarter less
+time there, for the same objective (measured in benchmarks/README.md). Elsewhere, where bf16
 would be emulated, and on CUDA, the search stays in float32.
 """
 
