@@ -51,7 +51,7 @@ def _stderr_is_terminal() -> bool:
 @click.option("--refine", type=int, default=0, show_default=True, metavar="STEPS",
               help="Search STEPS gradient steps for a better latent of each image: a slower "
                    "encode and a smaller file at the same PSNR, decoded like any other "
-                   "(20 steps on Kodak: 7 % fewer bits, ~15 s per 768x512 image on 2 CPU "
+                   "(20 steps on Kodak: 7 % fewer bits, 11-15 s per 768x512 image on 2 CPU "
                    "cores instead of ~1 s).")
 @click.option("--alpha", type=click.Choice(["refuse", "drop"]), default="refuse", show_default=True,
               help="What to do with an image that has transparency.")
