@@ -452,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     from crdr_codec.codec import Codec
     from crdr_codec.errors import CrdrError
     from crdr_codec.image_io import read_image
-    from crdr_codec.weights import default_weights_path
+    from crdr_codec.nn.weights import default_weights_path
 
     weights = str(Path(a.weights).resolve() if a.weights else default_weights_path())
     images = list_images(a.dir, a.limit)

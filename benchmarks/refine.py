@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from crdr_codec import refine
+from crdr_codec.nn import refine
 from crdr_codec.codec import Codec
 
 

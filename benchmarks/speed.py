@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="also time whole crdr processes (help, info, encode, decode) and import torch")
     args = p.parse_args(argv)
     if args.startup and args.weights is None:
-        from crdr_codec.weights import default_weights_path
+        from crdr_codec.nn.weights import default_weights_path
 
         args.weights = str(default_weights_path())
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]

@@ -3,12 +3,15 @@
 Example::
 
     from crdr_codec import Codec
-    codec = Codec()                           # shipped weights, best device
+    codec = Codec()                           # the default model
     data = codec.encode(rgb, q=2.5).data      # rgb: (H, W, 3) uint8 -> bytes of a .crdr file
     rec = codec.decode(data, beta=3.84)       # -> (H, W, 3) uint8
 
-Entropy parameters are computed in exact integer arithmetic on the CPU, so a file
-decodes to the same symbols on any machine; the transforms use ``device``.
+This is the product path and needs no torch: the transforms run on ONNX Runtime, the
+exact integer entropy model on numpy (:mod:`crdr_codec.runtime`). Entropy parameters are
+computed in exact integer arithmetic on the CPU, so a file decodes to the same symbols on
+any machine; the transforms use ``device``. Only ``refine`` (a gradient search) needs
+torch and the model's torch weights file.
 """
 
 from __future__ import annotations
@@ -17,15 +20,15 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from . import bitstream
 from .config import PAD_MULTIPLE, Q_MAX, check_beta, code_to_q, q_to_code
-from .errors import BitstreamError, ModelMismatchError
-from .image_io import crop, pad_to_multiple, to_tensor, to_uint8
+from .errors import BitstreamError, CrdrError, ModelMismatchError
+from .image_io import crop, pad_to_multiple, to_input, to_uint8
 from .limits import DEFAULT_MAX_PIXELS, check_max_pixels, check_pixels, padded
+from .runtime import latent as coding
+from .runtime.model import RuntimeModel
 from .tiling import tiled, tiled_rows
-from .weights import load_weights
 
 #: Images with more padded pixels than this are transformed in tiles.
 TILE_THRESHOLD = 2048 * 2048
@@ -33,34 +36,23 @@ TILE = 1024  # image pixels (a multiple of 64)
 OVERLAP = 256  # image pixels (a multiple of 16)
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        from .errors import CrdrError
-
-        raise CrdrError("--device cuda was requested but no CUDA device is available")
-    return torch.device(device)
-
-
 class _PaddedTiles:
     """An (H, W, 3) uint8 image, padded like :func:`pad_to_multiple` (edge replication),
     that hands out network-input tiles: ``src[:, :, y0:y1, x0:x1]`` is exactly that region
-    of ``pad_to_multiple(to_tensor(rgb))``, but the whole image is never converted."""
+    of ``pad_to_multiple(to_input(rgb))``, but the whole image is never converted."""
 
-    def __init__(self, rgb: np.ndarray, multiple: int, device: torch.device) -> None:
+    def __init__(self, rgb: np.ndarray, multiple: int) -> None:
         h, w = rgb.shape[:2]
         self.rgb = rgb
         self.shape = (1, 3, h + (-h) % multiple, w + (-w) % multiple)
-        self.device = device
 
-    def __getitem__(self, index) -> torch.Tensor:
+    def __getitem__(self, index) -> np.ndarray:
         _, _, rows, cols = index
         h, w = self.rgb.shape[:2]
         # the padding replicates the last row and column: clip the indices into the image
         r = np.minimum(np.arange(*rows.indices(self.shape[2])), h - 1)
         c = np.minimum(np.arange(*cols.indices(self.shape[3])), w - 1)
-        return to_tensor(self.rgb[r[:, None], c[None, :]]).to(self.device)
+        return to_input(self.rgb[r[:, None], c[None, :]])
 
 
 @dataclass(frozen=True)
@@ -76,20 +68,25 @@ class DecodedLatent:
 
     header: bitstream.Header
     sections: tuple
-    y_hat: torch.Tensor  # (1, M, H/16, W/16), padded size, on the CPU
+    y_hat: np.ndarray  # (1, M, H/16, W/16) float32, padded size
 
 
 class Codec:
     """A loaded model ready to encode and decode.
 
     Args:
-        weights: path of a weights file (default: the shipped weights).
-        device: "auto", "cpu" or "cuda" for the transforms.
+        weights: a model package (``.crdrm``) or a torch weights file (``.pt``, exported
+            on first use; needs torch), default: the default model.
+        device: "auto", "cpu" or "cuda" for the transforms ("cuda" needs ONNX Runtime's
+            CUDA provider, the ``gpu`` extra).
         tile: tile size in pixels for large images (None: automatic above a threshold).
-        model: an already built model (instead of ``weights``), with its fingerprint.
+        model: an already loaded model instead of ``weights``: a
+            :class:`~crdr_codec.runtime.model.RuntimeModel`, or a torch ``CRDRModel``
+            (exported in memory; needs torch), with its ``fingerprint``.
         max_pixels: largest image encoded or decoded, in pixels after padding to
             multiples of 64 (default :data:`~crdr_codec.limits.DEFAULT_MAX_PIXELS`).
             Decoding checks a file's claimed size against it before any model work.
+        threads: CPU threads for the transforms (None: ONNX Runtime's default).
     """
 
     def __init__(
@@ -100,18 +97,43 @@ class Codec:
         model=None,
         fingerprint: bytes | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        threads: int | None = None,
     ) -> None:
+        from .weights_search import load_model
+
         self.max_pixels = check_max_pixels(max_pixels)
+        if device not in ("auto", "cpu", "cuda"):
+            raise CrdrError(f"unknown device {device!r} (use auto, cpu or cuda)")
+        self._torch_model = None  # the torch model, when one was given (refinement uses it)
+        self.weights_path = None
         if model is None:
-            model, fingerprint = load_weights(weights)
-        self.model = model.eval()
-        self.fingerprint = fingerprint or b"\0" * 32
+            model, self.weights_path = load_model(weights, device=device, threads=threads)
+        elif not isinstance(model, RuntimeModel):  # a torch CRDRModel
+            from .nn.export import runtime_model
+
+            self._torch_model = model
+            model = runtime_model(model, fingerprint, device=device, threads=threads)
+        self.model = model
+        self.fingerprint = model.fingerprint
         self.model_id = self.fingerprint[: bitstream.MODEL_ID_BYTES]
-        self.device = resolve_device(device)
-        self.model.place(self.device)
+        self.device = "cuda" if model.uses_cuda else "cpu"
         self.tile = tile
         # Weights exported before stage 3 never trained the realism conditioning.
-        self.realism_trained = int(getattr(self.model, "meta", {}).get("stage", 3)) >= 3
+        self.realism_trained = int(model.meta.get("stage", 3)) >= 3
+
+    @property
+    def torch_model(self):
+        """The model as a torch ``CRDRModel`` (refinement, research; needs torch and the
+        model's ``.pt`` weights file), loaded on first use."""
+        if self._torch_model is None:
+            from .extras import require
+
+            require("torch", "the torch model")
+            from .weights_search import torch_weights_for
+
+            self._torch_model = torch_weights_for(self.model_id, self.weights_path)
+            self._torch_model.place("cuda" if self.device == "cuda" else "cpu")
+        return self._torch_model
 
     def _use_tiles(self, h: int, w: int) -> bool:
         if self.tile is not None:
@@ -129,8 +151,8 @@ class Codec:
         ``rgb``: an (H, W, 3) uint8 array, or a PIL image (its ICC profile, EXIF, XMP and
         grayscale mode are then stored too, unless ``sections`` is given).
         ``sections``: optional container sections to store (e.g. metadata.to_sections).
-        ``refine``: steps of encode-time latent refinement (:mod:`crdr_codec.refine`;
-        0 = none): a slower encode and a better file, decoded as any other.
+        ``refine``: steps of encode-time latent refinement (:mod:`crdr_codec.nn.refine`;
+        0 = none; needs torch): a slower encode and a better file, decoded as any other.
         """
         if not isinstance(rgb, np.ndarray):  # a PIL image
             from . import metadata
@@ -146,22 +168,40 @@ class Codec:
         if self._use_tiles(padded(h), padded(w)):
             # large images: only the current tile is ever in floating point
             t, o = self._tile_size()
-            qt = torch.tensor([q_used], device=self.device)
-            src = _PaddedTiles(rgb, PAD_MULTIPLE, self.device)
-            with torch.inference_mode():
-                y = tiled(lambda p: m.g_a(p, qt), src, t, o, 1 / 16, m.cfg.latent)
+            src = _PaddedTiles(rgb, PAD_MULTIPLE)
+            y = tiled(lambda p: m.g_a(p, q_used), src, t, o, 1 / 16, m.config.latent)
         else:
-            src = pad_to_multiple(to_tensor(rgb), PAD_MULTIPLE).to(self.device)
-            y = m.analyze(src, q_used)
-        z = None
+            src = pad_to_multiple(to_input(rgb), PAD_MULTIPLE)
+            y = m.g_a(src, q_used)
         if refine:
-            from .refine import refine_latent
-
-            y, z = refine_latent(m, src, y, q_used, refine, h, w)
-        coded = m.compress_latent(y, z)
+            y, z = self._refine(src, y, q_used, refine, h, w)
+        else:
+            z = m.h_a(y)
+        coded = coding.compress_latent(m.entropy, m.tables, m.config.num_slices, y, z)
         header = bitstream.Header(model_id=self.model_id, q_code=code, height=h, width=w,
                                   check=coded.check)
         return EncodeResult(bitstream.pack(header, coded.payload, sections), q_used)
+
+    def _refine(self, src, y: np.ndarray, q: float, steps: int, h: int, w: int):
+        """Encode-time refinement with the torch model (y, z as numpy arrays)."""
+        from .extras import require
+
+        require("torch", "--refine")
+        import torch
+
+        from .nn.refine import refine_latent
+
+        tm = self.torch_model
+        dev = next(tm.g_s.parameters()).device
+
+        class _Src:  # tiles of the padded image as tensors on g_s's device
+            shape = src.shape
+
+            def __getitem__(self, index):
+                return torch.from_numpy(np.ascontiguousarray(src[index])).to(dev)
+
+        y_t, z_t = refine_latent(tm, _Src(), torch.from_numpy(np.ascontiguousarray(y)), q, steps, h, w)
+        return y_t.numpy(), z_t.numpy()
 
     def encode_to_bpp(self, rgb: np.ndarray, target_bpp: float, iterations: int = 9,
                       sections=(), progress=None, refine: int = 0) -> EncodeResult:
@@ -226,7 +266,7 @@ class Codec:
                 f"but the loaded weights are model {self.model_id.hex()} (use --weights)"
             )
         hp, wp = padded(header.height), padded(header.width)
-        need = self.model.min_payload_bytes(hp, wp)
+        need = coding.min_payload_bytes(self.model.tables, hp, wp)
         if len(payload) < need:
             raise BitstreamError(
                 f"truncated or forged .crdr file (a {header.width}x{header.height} image needs "
@@ -278,7 +318,8 @@ class Codec:
         header, payload, sections = self.read(data)
         hp, wp = padded(header.height), padded(header.width)
         # decode_latent raises PayloadError (a BitstreamError) for undecodable data.
-        y_hat, check = self.model.decode_latent(payload, hp, wp)
+        m = self.model
+        y_hat, check = coding.decode_latent(m.entropy, m.tables, m.config.num_slices, payload, hp, wp)
         if check != header.check:
             raise BitstreamError(
                 "corrupt .crdr payload (decoded symbols do not match the file's check value)"
@@ -292,17 +333,17 @@ class Codec:
         hp, wp = padded(header.height), padded(header.width)
         m = self.model
         if not self._use_tiles(hp, wp):
-            x_hat = m.synthesize(y_hat, header.q, beta)
-            return to_uint8(crop(x_hat.cpu(), header.height, header.width))
+            x_hat = m.g_s(y_hat, header.q, beta)
+            return to_uint8(crop(x_hat, header.height, header.width))
         # large images: g_s tile by tile, each finished band of rows straight to uint8
         t, o = self._tile_size()
         height, width = header.height, header.width
         rgb = np.empty((height, width, 3), np.uint8)
 
-        def emit(r0: int, r1: int, rows: torch.Tensor) -> None:
+        def emit(r0: int, r1: int, rows: np.ndarray) -> None:
             r1 = min(r1, height)
             if r0 < r1:
-                rgb[r0:r1] = to_uint8(rows[:, :, : r1 - r0, :width].clamp_(-1, 1))
+                rgb[r0:r1] = to_uint8(rows[:, :, : r1 - r0, :width])
 
-        tiled_rows(lambda p: m.synthesize(p, header.q, beta), y_hat, t // 16, o // 16, 16, 3, emit)
+        tiled_rows(lambda p: m.g_s(p, header.q, beta), y_hat, t // 16, o // 16, 16, 3, emit)
         return rgb

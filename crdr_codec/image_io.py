@@ -426,33 +426,38 @@ def read_image(
 # --------------------------------------------------------------------------- tensors
 
 
-def to_tensor(rgb: np.ndarray) -> "torch.Tensor":
+def to_input(rgb: np.ndarray) -> np.ndarray:
     """Network input from an image.
 
     Args:
         rgb: uint8 array of shape (H, W, 3).
 
     Returns:
-        float32 tensor of shape (1, 3, H, W) with values ``rgb / 127.5 - 1`` in [-1, 1].
+        float32 array of shape (1, 3, H, W) with values ``rgb / 127.5 - 1`` in [-1, 1].
 
     Raises:
         ValueError, TypeError: ``rgb`` is not a (H, W, 3) uint8 array.
     """
+    rgb = _check_rgb(rgb)
+    x = rgb.transpose(2, 0, 1)[None].astype(np.float32)
+    x /= np.float32(127.5)
+    x -= np.float32(1.0)
+    return x
+
+
+def to_tensor(rgb: np.ndarray) -> "torch.Tensor":
+    """:func:`to_input` as a torch tensor (training, evaluation)."""
     import torch
 
-    rgb = _check_rgb(rgb)
-    if not rgb.flags.writeable:
-        rgb = rgb.copy()  # torch.from_numpy warns on read-only arrays
-    t = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).to(torch.float32)
-    return (t / 127.5 - 1.0).contiguous()
+    return torch.from_numpy(to_input(rgb))
 
 
-def to_uint8(x: "torch.Tensor") -> np.ndarray:
+def to_uint8(x) -> np.ndarray:
     """Image from a network output.
 
     Args:
-        x: tensor of shape (1, 3, H, W) (or (3, H, W)) with values nominally in [-1, 1];
-            values outside are clamped, NaN becomes mid-gray.
+        x: array or tensor of shape (1, 3, H, W) (or (3, H, W)) with values nominally in
+            [-1, 1]; values outside are clamped, NaN becomes mid-gray.
 
     Returns:
         uint8 array of shape (H, W, 3): ``round((clamp(x, -1, 1) + 1) * 127.5)``.
@@ -460,44 +465,47 @@ def to_uint8(x: "torch.Tensor") -> np.ndarray:
     Raises:
         ValueError: wrong shape.
     """
-    import torch
-
-    if x.dim() == 4 and x.shape[0] == 1:
+    if not isinstance(x, np.ndarray):  # a torch tensor
+        x = x.detach().to(device="cpu").float().numpy()
+    if x.ndim == 4 and x.shape[0] == 1:
         x = x[0]
-    if x.dim() != 3 or x.shape[0] != 3:
-        raise ValueError(f"expected a tensor of shape (1, 3, H, W), got {tuple(x.shape)}")
-    x = x.detach().to(device="cpu", dtype=torch.float32)
-    x = torch.nan_to_num(x, nan=0.0).clamp(-1.0, 1.0)
-    x = torch.round((x + 1.0) * 127.5).to(torch.uint8)
-    return x.permute(1, 2, 0).contiguous().numpy()
+    if x.ndim != 3 or x.shape[0] != 3:
+        raise ValueError(f"expected an array of shape (1, 3, H, W), got {tuple(x.shape)}")
+    x = np.nan_to_num(x.astype(np.float32), nan=0.0)
+    np.clip(x, -1.0, 1.0, out=x)
+    x += np.float32(1.0)
+    x *= np.float32(127.5)
+    return np.ascontiguousarray(np.round(x).astype(np.uint8).transpose(1, 2, 0))
 
 
-def pad_to_multiple(x: "torch.Tensor", multiple: int = PAD_MULTIPLE) -> "torch.Tensor":
+def pad_to_multiple(x, multiple: int = PAD_MULTIPLE):
     """Pad right and bottom so height and width are multiples of ``multiple``.
 
     Edge pixels are replicated (reflection is impossible for images smaller than the
     pad, e.g. 1x1). Undo with :func:`crop`.
 
     Args:
-        x: tensor of shape (N, C, H, W), floating point.
+        x: array or tensor of shape (N, C, H, W), floating point.
         multiple: the required divisor of H and W.
 
     Returns:
-        ``x`` itself if already aligned, else a new padded tensor.
+        ``x`` itself if already aligned, else a new padded array (tensor for a tensor).
 
     Raises:
         ValueError: ``x`` is not 4-D or ``multiple`` is not positive.
     """
-    import torch.nn.functional as F
-
-    if x.dim() != 4:
-        raise ValueError(f"expected a tensor of shape (N, C, H, W), got {tuple(x.shape)}")
+    if x.ndim != 4:
+        raise ValueError(f"expected an array of shape (N, C, H, W), got {tuple(x.shape)}")
     if multiple < 1:
         raise ValueError(f"multiple must be positive, got {multiple}")
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
     if ph == 0 and pw == 0:
         return x
+    if isinstance(x, np.ndarray):
+        return np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="edge")
+    import torch.nn.functional as F
+
     return F.pad(x, (0, pw, 0, ph), mode="replicate")
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
-from torch import Tensor
+import numpy as np
+
+Array = np.ndarray  # (1, C, H, W) float32
 
 
 def _starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -22,20 +23,20 @@ def _starts(length: int, tile: int, overlap: int) -> list[int]:
     return sorted(set(starts))
 
 
-def _ramp(n: int, ramp: int, left: bool, right: bool) -> Tensor:
-    w = torch.ones(n)
+def _ramp(n: int, ramp: int, left: bool, right: bool) -> np.ndarray:
+    w = np.ones(n, np.float32)
     if ramp > 0:
-        r = (torch.arange(ramp, dtype=torch.float32) + 0.5) / ramp
+        r = (np.arange(ramp, dtype=np.float32) + np.float32(0.5)) / np.float32(ramp)
         if left:
-            w[:ramp] = torch.minimum(w[:ramp], r)
+            w[:ramp] = np.minimum(w[:ramp], r)
         if right:
-            w[n - ramp :] = torch.minimum(w[n - ramp :], r.flip(0))
+            w[n - ramp :] = np.minimum(w[n - ramp :], r[::-1])
     return w
 
 
 def tiled(
-    fn: Callable[[Tensor], Tensor], x: Tensor, tile: int, overlap: int, scale: float, out_channels: int
-) -> Tensor:
+    fn: Callable[[Array], Array], x: Array, tile: int, overlap: int, scale: float, out_channels: int
+) -> Array:
     """Apply ``fn`` to overlapping tiles of x (1, C, H, W) and blend the results.
 
     ``x`` may be a tensor or anything with a ``shape`` and tensor-like 4-D slicing
@@ -49,9 +50,9 @@ def tiled(
     _, _, h, w = x.shape
     if h <= tile and w <= tile:
         return fn(x[:, :, 0:h, 0:w])
-    out = torch.empty(1, out_channels, round(h * scale), round(w * scale))
+    out = np.empty((1, out_channels, round(h * scale), round(w * scale)), np.float32)
 
-    def emit(r0: int, r1: int, rows: Tensor) -> None:
+    def emit(r0: int, r1: int, rows: Array) -> None:
         out[:, :, r0:r1] = rows
 
     tiled_rows(fn, x, tile, overlap, scale, out_channels, emit)
@@ -59,8 +60,8 @@ def tiled(
 
 
 def tiled_rows(
-    fn: Callable[[Tensor], Tensor], x: Tensor, tile: int, overlap: int, scale: float,
-    out_channels: int, emit: Callable[[int, int, Tensor], None],
+    fn: Callable[[Array], Array], x: Array, tile: int, overlap: int, scale: float,
+    out_channels: int, emit: Callable[[int, int, Array], None],
 ) -> None:
     """:func:`tiled`, delivering the result in finished bands of rows instead of whole.
 
@@ -73,18 +74,18 @@ def tiled_rows(
     oh, ow = round(h * scale), round(w * scale)
     ramp = round(overlap * scale)
     ys, xs = _starts(h, tile, overlap), _starts(w, tile, overlap)
-    carry: tuple[Tensor, Tensor] | None = None
+    carry: tuple[Array, Array] | None = None
     for i, y0 in enumerate(ys):
         th = min(tile, h - y0)
         py, ph = round(y0 * scale), round(th * scale)
-        out = torch.zeros(1, out_channels, ph, ow)
-        norm = torch.zeros(1, 1, ph, ow)
+        out = np.zeros((1, out_channels, ph, ow), np.float32)
+        norm = np.zeros((1, 1, ph, ow), np.float32)
         if carry is not None:  # rows of the previous tile row still open: its partial sums
             n = carry[0].shape[2]
             out[:, :, :n], norm[:, :, :n] = carry
         for x0 in xs:
             tw = min(tile, w - x0)
-            part = fn(x[:, :, y0 : y0 + th, x0 : x0 + tw]).float().cpu()
+            part = np.asarray(fn(x[:, :, y0 : y0 + th, x0 : x0 + tw]), dtype=np.float32)
             px = round(x0 * scale)
             pw = part.shape[-1]
             if part.shape[-2] != ph:
@@ -96,4 +97,4 @@ def tiled_rows(
             norm[:, :, :, px : px + pw] += wgt
         done = (round(ys[i + 1] * scale) if i + 1 < len(ys) else oh) - py
         emit(py, py + done, out[:, :, :done] / norm[:, :, :done])
-        carry = (out[:, :, done:].clone(), norm[:, :, done:].clone())
+        carry = (out[:, :, done:].copy(), norm[:, :, done:].copy())

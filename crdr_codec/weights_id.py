@@ -5,7 +5,7 @@ tensors stored by reference) and one raw little-endian byte file per tensor stor
 :func:`read_fingerprint` unpickles ``data.pkl`` with only the few classes such a record
 uses (a tensor becomes a small description: storage, offset, shape, strides), reads the
 tensor bytes from the archive and hashes them with :func:`hash_record`, as
-:func:`crdr_codec.weights.fingerprint` does. It takes about 0.1 s for the 60 MB lite
+:func:`crdr_codec.nn.weights.fingerprint` does. It takes about 0.1 s for the 60 MB lite
 weights, against about 2 s for importing torch and loading them, so ``crdr --version``
 can name the default model quickly.
 
@@ -148,7 +148,7 @@ def hash_record(config: dict, groups) -> bytes:
 
 def read_fingerprint(path: str | os.PathLike) -> bytes:
     """The SHA-256 fingerprint of a weights file, equal to
-    :func:`crdr_codec.weights.record_fingerprint` of the loaded record.
+    :func:`crdr_codec.nn.weights.record_fingerprint` of the loaded record.
 
     Raises:
         OSError: the file cannot be read.

@@ -1,17 +1,22 @@
-"""Finding the weights that decode a file: by the model id in its header.
+"""Finding the model that decodes a file: by the model id in its header.
 
 Every .crdr header carries a model id (the first 4 bytes of the weights fingerprint).
-A decoder given a file from another model looks for weights with that id, in order:
+Models come as runtime packages (``*.crdrm``, :mod:`crdr_codec.runtime.model`) or torch
+weights files (``*.pt``; exported to a package on first use, which needs torch, and kept
+in ``${CRDR_CACHE_DIR:-~/.cache/crdr}/models/``). A decoder given a file from another model
+looks for one with that id, in order:
 
-1. the ``--weights`` value: a file, or a folder of ``*.pt`` files (without
-   ``--weights``: ``$CRDR_WEIGHTS`` if set);
+1. the ``--weights`` value: a file, or a folder of model files (without ``--weights``:
+   ``$CRDR_WEIGHTS`` if set);
 2. the folders in ``$CRDR_WEIGHTS_PATH`` (separated by ``os.pathsep``, ``:`` on Unix);
-3. the package's ``weights/`` folder.
+3. the package's ``models/`` folder (the default model), then, in a source checkout, its
+   ``weights/`` folder (the torch weights of every shipped model);
+4. the cache of exported packages.
 
-Folders are searched non-recursively, files in name order. A file's model id is read
-without torch (:mod:`crdr_codec.weights_id`, about 0.1 s for the lite weights; a file
-that reader does not understand is loaded), and only the matching file is loaded. The
-ids found are remembered in
+Folders are searched non-recursively, packages before weights files, each in name order.
+A file's model id is read without torch (a package's meta in milliseconds; a weights
+file's fingerprint by :mod:`crdr_codec.weights_id`, about 0.1 s for the lite weights),
+and only the matching file is loaded. The ids found are remembered in
 ``${CRDR_CACHE_DIR:-~/.cache/crdr}/weights-ids.json`` as ``{path: [size, mtime_ns,
 id]}``; an entry is used only while the file's size and mtime are unchanged, and the
 chosen file's fingerprint is always verified after loading, so a stale cache can cost
@@ -31,29 +36,43 @@ from .errors import CrdrError, ModelMismatchError, WeightsError
 
 ENV_PATH = "CRDR_WEIGHTS_PATH"
 ENV_DEFAULT = "CRDR_WEIGHTS"
-#: File name of the shipped weights in :func:`package_weights_dir`.
-DEFAULT_WEIGHTS_NAME = "crdr-lite.pt"
+#: File name of the default model in :func:`package_models_dir`.
+DEFAULT_WEIGHTS_NAME = "crdr-lite.crdrm"
 CACHE_NAME = "weights-ids.json"
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
+SUFFIXES = (".crdrm", ".pt")
 
 
-def package_weights_dir() -> Path:
-    """The ``weights/`` folder shipped next to the package."""
+def package_models_dir() -> Path:
+    """The ``models/`` folder inside the package (installed with it)."""
+    return Path(__file__).resolve().parent / "models"
+
+
+def checkout_weights_dir() -> Path:
+    """The ``weights/`` folder of a source checkout (torch weights; absent when installed)."""
     return Path(__file__).resolve().parent.parent / "weights"
 
 
 def default_weights_file(env=None) -> Path:
-    """The weights ``crdr encode`` uses without ``--weights``: ``$CRDR_WEIGHTS`` if set,
-    else the shipped ``weights/crdr-lite.pt``."""
+    """The model ``crdr encode`` uses without ``--weights``: ``$CRDR_WEIGHTS`` if set,
+    else the package's ``models/crdr-lite.crdrm``."""
     env = os.environ if env is None else env
     named = env.get(ENV_DEFAULT)
-    return Path(named) if named else package_weights_dir() / DEFAULT_WEIGHTS_NAME
+    return Path(named) if named else package_models_dir() / DEFAULT_WEIGHTS_NAME
+
+
+def _cache_root(env=None) -> Path:
+    env = os.environ if env is None else env
+    return Path(env.get("CRDR_CACHE_DIR") or os.path.join("~", ".cache", "crdr")).expanduser()
 
 
 def cache_path(env=None) -> Path:
-    env = os.environ if env is None else env
-    root = env.get("CRDR_CACHE_DIR") or os.path.join("~", ".cache", "crdr")
-    return Path(root).expanduser() / CACHE_NAME
+    return _cache_root(env) / CACHE_NAME
+
+
+def exported_dir(env=None) -> Path:
+    """Where packages exported from weights files on first use are kept."""
+    return _cache_root(env) / "models"
 
 
 class WeightsSearch:
@@ -71,8 +90,10 @@ class WeightsSearch:
     """
 
     def __init__(self, weights: str | os.PathLike | None = None, env=None,
-                 use_cache: bool = True) -> None:
+                 use_cache: bool = True, device: str = "cpu", threads: int | None = None) -> None:
         env = os.environ if env is None else env
+        self.device, self.threads = device, threads
+        self._exported = exported_dir(env) if use_cache else None
         # (path, is_dir, how it was named for messages)
         self.places: list[tuple[Path, bool, str]] = []
         explicit = weights if weights is not None else env.get(ENV_DEFAULT) or None
@@ -90,7 +111,11 @@ class WeightsSearch:
         for d in env.get(ENV_PATH, "").split(os.pathsep):
             if d.strip():
                 self.places.append((Path(d).expanduser(), True, f"${ENV_PATH}"))
-        self.places.append((package_weights_dir(), True, "package"))
+        self.places.append((package_models_dir(), True, "package"))
+        if checkout_weights_dir().is_dir():
+            self.places.append((checkout_weights_dir(), True, "checkout"))
+        if self._exported is not None:
+            self.places.append((self._exported, True, "exported"))
         self._cache_file = cache_path(env) if use_cache else None
         self._cache: dict | None = None
         self._cache_dirty = False
@@ -104,7 +129,8 @@ class WeightsSearch:
         for p, is_dir, _ in self.places:
             if is_dir:
                 try:
-                    files = sorted(f for f in p.glob("*.pt") if f.is_file())
+                    files = [f for suffix in SUFFIXES for f in sorted(p.glob("*" + suffix))
+                             if f.is_file()]
                 except OSError:
                     files = []
             else:
@@ -120,7 +146,8 @@ class WeightsSearch:
         parts = []
         for p, is_dir, source in self.places:
             shown = f"{p}{os.sep}" if is_dir else str(p)
-            parts.append(f"{shown} ({source})" if source != "package" else shown)
+            parts.append(f"{shown} ({source})" if source not in ("package", "checkout", "exported")
+                         else shown)
         return ", ".join(parts)
 
     # ----------------------------------------------------------------- cache
@@ -186,35 +213,64 @@ class WeightsSearch:
 
     # ----------------------------------------------------------------- lookup
     def _load(self, path: Path):
-        from .weights import load_weights
-
+        """(RuntimeModel, fingerprint) of a model file, or None if it cannot be read."""
         try:
-            model, fp = load_weights(path)
+            model = load_file(path, self.device, self.threads, self._exported)
         except WeightsError:
             self._remember(path, None)
             if self.explicit is not None and path == self.explicit:
                 raise  # the user named this file: say what is wrong with it
             return None
-        self._remember(path, fp[:MODEL_ID_BYTES])
-        return model, fp
+        self._remember(path, model.fingerprint[:MODEL_ID_BYTES])
+        return model, model.fingerprint
 
     def _probe(self, path: Path):
         """(model id or None, (model, fingerprint) if it had to be loaded, else None).
 
-        The id comes from the torch-free reader (:mod:`crdr_codec.weights_id`, ~0.1 s
-        for the lite weights) and is remembered; a file that reader does not understand
-        is loaded with torch instead (returned, so it is not loaded twice)."""
+        The id comes from a package's meta, or from the torch-free reader of weights files
+        (:mod:`crdr_codec.weights_id`, ~0.1 s for the lite weights), and is remembered; a
+        weights file that reader does not understand is loaded instead (returned, so it is
+        not loaded twice)."""
+        from .runtime.model import SUFFIX, read_meta
         from .weights_id import UnsupportedWeights, read_fingerprint
 
         try:
-            mid = read_fingerprint(path)[:MODEL_ID_BYTES]
-        except UnsupportedWeights:
+            if path.suffix == SUFFIX:
+                mid = bytes.fromhex(read_meta(path)["fingerprint"])[:MODEL_ID_BYTES]
+            else:
+                mid = read_fingerprint(path)[:MODEL_ID_BYTES]
+        except (UnsupportedWeights, WeightsError):
             got = self._load(path)  # records the id (None if unreadable)
             return (None if got is None else got[1][:MODEL_ID_BYTES]), got
         except OSError:
             mid = None
         self._remember(path, mid)
         return mid, None
+
+    def torch_weights(self, model_id: bytes):
+        """The torch model (CRDRModel) of ``model_id`` from a ``.pt`` file in the places.
+
+        Raises:
+            CrdrError: no weights file with that id (packages hold no torch weights).
+        """
+        from .weights_id import UnsupportedWeights, read_fingerprint
+
+        for path in self.candidates():
+            if path.suffix != ".pt":
+                continue
+            known, mid = self._cached_id(path)
+            if not known:
+                try:
+                    mid = read_fingerprint(path)[:MODEL_ID_BYTES]
+                except (UnsupportedWeights, OSError):
+                    continue
+            if mid == bytes(model_id):
+                from .nn.weights import load_weights
+
+                return load_weights(path)[0]
+        raise CrdrError(
+            f"encode-time refinement needs the torch weights file (.pt) of model "
+            f"{bytes(model_id).hex()}; none in {self.describe_places()} (give it with --weights)")
 
     def find(self, model_id: bytes):
         """Load the weights whose model id is ``model_id``.
@@ -223,7 +279,7 @@ class WeightsSearch:
         loaded one by one in search order until one matches.
 
         Returns:
-            (model, fingerprint, path)
+            (RuntimeModel, fingerprint, path)
         Raises:
             ModelMismatchError: no weights with that id; the message names the id and
                 every place searched.
@@ -281,3 +337,71 @@ def model_id_of(path: str | os.PathLike, env=None, use_cache: bool = True) -> by
         return None
     finally:
         search._save_cache()
+
+
+def load_file(path: Path, device: str = "cpu", threads: int | None = None,
+              exported: Path | None = None):
+    """A RuntimeModel from a package, or from a torch weights file (exported in memory,
+    then kept in ``exported`` when given, so the next run loads the package).
+
+    Raises:
+        WeightsError: not a readable model file, or a weights file without torch.
+    """
+    from .runtime.model import SUFFIX, RuntimeModel, read_meta
+
+    path = Path(path)
+    if path.suffix == SUFFIX:
+        return RuntimeModel(path, device=device, threads=threads)
+    from .extras import missing
+    from .weights_id import UnsupportedWeights, read_fingerprint
+
+    if exported is not None:  # exported on an earlier run: no torch needed
+        try:
+            fp = read_fingerprint(path)
+            target = exported / f"{fp[:MODEL_ID_BYTES].hex()}.crdrm"
+            if target.is_file() and read_meta(target)["fingerprint"] == fp.hex():
+                return RuntimeModel(target, device=device, threads=threads)
+        except (UnsupportedWeights, OSError, WeightsError):
+            pass
+    if missing("torch") or missing("onnx"):
+        raise WeightsError(
+            f"{path} is a torch weights file; the runtime loads model packages (.crdrm): "
+            f"convert it with 'crdr export {path}' (needs pip install 'crdr[train]')")
+    from .nn.export import export_package, runtime_model
+    from .nn.weights import load_weights
+
+    model, fp = load_weights(path)
+    if exported is not None:
+        target = exported / f"{fp[:MODEL_ID_BYTES].hex()}.crdrm"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            export_package(model, fp, target)
+            return RuntimeModel(target, device=device, threads=threads)
+        except (OSError, CrdrError):
+            pass  # an unwritable cache: export in memory
+    return runtime_model(model, fp, device=device, threads=threads)
+
+
+def load_model(weights: str | os.PathLike | None = None, device: str = "cpu",
+               threads: int | None = None):
+    """(RuntimeModel, path) for ``--weights`` (a file; None: the default model).
+
+    Raises:
+        WeightsError: the file is missing or is not a model file.
+    """
+    path = Path(weights).expanduser() if weights is not None else default_weights_file()
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    return load_file(path, device, threads, exported_dir()), path
+
+
+def torch_weights_for(model_id: bytes, path: Path | None = None):
+    """The torch CRDRModel of ``model_id`` (for --refine): ``path`` itself if it is a
+    weights file of that model, else a ``.pt`` of that id in the search places."""
+    if path is not None and Path(path).suffix == ".pt":
+        from .nn.weights import load_weights
+
+        model, fp = load_weights(path)
+        if fp[:MODEL_ID_BYTES] == bytes(model_id):
+            return model
+    return WeightsSearch(None).torch_weights(model_id)

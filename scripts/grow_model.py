@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from crdr_codec.config import get_config  # noqa: E402
 from crdr_codec.errors import CrdrError  # noqa: E402
-from crdr_codec.grow import grow_weights  # noqa: E402
+from crdr_codec.nn.grow import grow_weights  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

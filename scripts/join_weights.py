@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{a.dest}: joined, sha256 {digest}")
     from crdr_codec.errors import CrdrError
-    from crdr_codec.weights import load_weights
+    from crdr_codec.nn.weights import load_weights
 
     try:
         model, fp = load_weights(a.dest)

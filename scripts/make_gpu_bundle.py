@@ -64,7 +64,7 @@ def slim_start_record(path: Path) -> dict:
     import torch
 
     from crdr_codec.config import get_config
-    from crdr_codec.weights import FORMAT, VERSION
+    from crdr_codec.nn.weights import FORMAT, VERSION
 
     rec = torch.load(path, map_location="cpu", weights_only=True)
     half = lambda t: t.half() if t.is_floating_point() else t  # noqa: E731

@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from crdr_codec.image_io import read_image  # noqa: E402
-from crdr_codec.model import image_calibration  # noqa: E402
+from crdr_codec.nn.model import image_calibration  # noqa: E402
 from crdr_codec.train.data import list_images  # noqa: E402
-from crdr_codec.weights import model_from_record, save_weights  # noqa: E402
+from crdr_codec.nn.weights import model_from_record, save_weights  # noqa: E402
 
 
 def calibration_latents(model, folder: str, images: int, crop: int) -> list[torch.Tensor]:

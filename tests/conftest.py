@@ -1,16 +1,26 @@
-"""Shared fixtures: a tiny model with a weights file, natural-looking test images."""
+"""Shared fixtures: a tiny model with a weights file, natural-looking test images.
+
+The suite also runs where torch is not installed (the runtime-only install, see the
+Makefile): there the tiny models are the packages exported from them, committed in
+tests/data/ (tests/test_engines.py checks they are up to date), and the modules and tests
+that need torch skip.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from crdr_codec.config import get_config
-from crdr_codec.model import CRDRModel
-from crdr_codec.weights import load_weights, save_weights
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+DATA = Path(__file__).parent / "data"
+#: seeds of the tiny test models and the packages exported from them
+TINY_SEEDS = {"tiny": 0, "other": 1}
 
 
 
@@ -23,7 +33,13 @@ def natural_image(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def make_tiny_model(seed: int = 0) -> CRDRModel:
+def make_tiny_model(seed: int = 0):
+    """The tiny test model (a CRDRModel; needs torch)."""
+    import torch
+
+    from crdr_codec.config import get_config
+    from crdr_codec.nn.model import CRDRModel
+
     torch.manual_seed(seed)
     model = CRDRModel(get_config("tiny"))
     # Make ICA and beta conditioning do something, as in a trained model.
@@ -34,18 +50,32 @@ def make_tiny_model(seed: int = 0) -> CRDRModel:
     return model.eval()
 
 
+def _tiny_file(tmp_path_factory, name: str) -> str:
+    """The tiny model ``name`` as a torch weights file (with torch) or as its package."""
+    folder = tmp_path_factory.mktemp("weights")
+    if not HAVE_TORCH:
+        return str(shutil.copy(DATA / f"{name}.crdrm", folder / f"{name}.crdrm"))
+    from crdr_codec.nn.weights import save_weights
+
+    path = folder / f"{name}.pt"
+    save_weights(path, make_tiny_model(seed=TINY_SEEDS[name]), half=False)
+    return str(path)
+
+
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    save_weights(path, make_tiny_model(), half=False)
-    return str(path)
+    return _tiny_file(tmp_path_factory, "tiny")
 
 
 @pytest.fixture(scope="session")
 def other_weights(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("weights") / "other.pt"
-    save_weights(path, make_tiny_model(seed=1), half=False)
-    return str(path)
+    return _tiny_file(tmp_path_factory, "other")
+
+
+@pytest.fixture(scope="session")
+def tiny_package(tmp_path_factory) -> str:
+    """The tiny model's package (what the product path loads; no torch needed)."""
+    return str(shutil.copy(DATA / "tiny.crdrm", tmp_path_factory.mktemp("models") / "tiny.crdrm"))
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +100,11 @@ def png(tmp_path) -> str:
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread():
     """Tiny models run fastest single-threaded (and do not fight other jobs for cores)."""
+    if not HAVE_TORCH:
+        yield
+        return
+    import torch
+
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -22,7 +22,7 @@ from PIL import Image
 from crdr_codec import __version__
 from crdr_codec.cli import EXIT_BPP_NOT_REACHED, main
 
-from conftest import natural_image
+from conftest import HAVE_TORCH, natural_image
 
 PACKAGE = Path(__file__).resolve().parent.parent / "crdr_codec"
 
@@ -375,17 +375,18 @@ def test_terminal_output_is_lines_that_never_overwrite_each_other(tiny_weights, 
 def test_version_names_the_model_and_the_libraries(runner, tiny_weights, monkeypatch):
     from importlib.metadata import version
 
-    from crdr_codec.weights import load_weights
+    from crdr_codec.codec import Codec
 
     monkeypatch.setenv("CRDR_WEIGHTS", tiny_weights)
     res = crdr(runner, "--version")
     assert res.exit_code == 0, res.stderr
     lines = res.stdout.strip().splitlines()
     assert lines[0] == f"crdr {__version__}"
-    model_id = load_weights(tiny_weights)[1][:4].hex()
+    model_id = Codec(tiny_weights).model_id.hex()
     assert lines[1].startswith(f"default model {model_id} (") and tiny_weights in lines[1]
-    assert f"torch {version('torch')}" in lines[2]
+    assert f"onnxruntime {version('onnxruntime')}" in lines[2]
     assert f"constriction {version('constriction')}" in lines[2]
+    assert (f"torch {version('torch')}" if HAVE_TORCH else "torch not installed") in lines[2]
 
     monkeypatch.setenv("CRDR_WEIGHTS", "/no/such/weights.pt")
     res = crdr(runner, "--version")
@@ -410,9 +411,9 @@ def test_version_reads_the_model_id_without_torch(tiny_weights, tmp_path):
 
 
 def test_fingerprint_without_torch_equals_the_torch_one(tiny_weights, tmp_path):
-    import torch
+    torch = pytest.importorskip("torch")
 
-    from crdr_codec.weights import fingerprint, record_fingerprint
+    from crdr_codec.nn.weights import fingerprint, record_fingerprint
     from crdr_codec.weights_id import UnsupportedWeights, read_fingerprint
 
     rec = torch.load(tiny_weights, map_location="cpu", weights_only=True)
@@ -442,9 +443,9 @@ def test_fingerprint_without_torch_equals_the_torch_one(tiny_weights, tmp_path):
 
 @pytest.mark.weights
 def test_shipped_weights_id_without_torch():
-    import torch
+    torch = pytest.importorskip("torch")
 
-    from crdr_codec.weights import default_weights_path, record_fingerprint
+    from crdr_codec.nn.weights import default_weights_path, record_fingerprint
     from crdr_codec.weights_id import read_fingerprint
 
     path = default_weights_path()

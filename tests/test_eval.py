@@ -7,6 +7,10 @@ plugin are skipped cleanly when the package is absent.
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch (the train extra)")
+
 import csv
 import io
 import json

@@ -4,6 +4,10 @@ weights alone, weights split into parts and joined, and a whole training bundle
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch (the train extra)")
+
 import json
 import os
 import subprocess
@@ -101,7 +105,7 @@ def test_a_time_boxed_run_from_weights_alone_ends_in_its_budget(tmp_path, monkey
     from crdr_codec.train.config import load_config
     from crdr_codec.train.data import CropSampler, list_images
     from crdr_codec.train.loop import Trainer
-    from crdr_codec.weights import save_weights
+    from crdr_codec.nn.weights import save_weights
 
     data = tmp_path / "data"
     data.mkdir()
@@ -156,7 +160,7 @@ def test_gpu_bundle_trains_on_cpu_and_its_parts_join_into_working_weights(tmp_pa
     for i in range(2):
         Image.fromarray(natural_image(64, 80, seed=20 + i)).save(val / f"v{i}.png")
     start = tmp_path / "start.pt"
-    from crdr_codec.weights import save_weights
+    from crdr_codec.nn.weights import save_weights
 
     save_weights(start, make_tiny_model(), half=True, meta={"stage": 3, "step": 4})
     bundle = tmp_path / "bundle"
@@ -201,7 +205,7 @@ def test_gpu_bundle_trains_on_cpu_and_its_parts_join_into_working_weights(tmp_pa
     assert "q 4 beta 3.84" in r.stdout
 
     from crdr_codec.codec import Codec
-    from crdr_codec.weights import load_weights
+    from crdr_codec.nn.weights import load_weights
 
     model, _ = load_weights(joined)
     assert model.entropy_state is not None and model.meta["stage"] == 3

@@ -22,11 +22,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import natural_image
+from conftest import HAVE_TORCH, natural_image
+
+#: the tiny models come as torch weights files where torch is installed, else as packages
+EXT = ".pt" if HAVE_TORCH else ".crdrm"
 from crdr_codec import bitstream, weights_search
 from crdr_codec.cli import main
 from crdr_codec.errors import BitstreamError, CrdrError, ImageError, LimitError, ModelMismatchError
 from crdr_codec.limits import DEFAULT_MAX_PIXELS
+from crdr_codec.runtime import latent as coding
 
 
 def crdr(runner, *args, input=None):
@@ -52,7 +56,8 @@ def _hermetic_env(monkeypatch, tmp_path):
     monkeypatch.setenv("CRDR_CACHE_DIR", str(tmp_path / "cache"))
     empty = tmp_path / "package-weights"
     empty.mkdir()
-    monkeypatch.setattr(weights_search, "package_weights_dir", lambda: empty)
+    monkeypatch.setattr(weights_search, "package_models_dir", lambda: empty)
+    monkeypatch.setattr(weights_search, "checkout_weights_dir", lambda: empty)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +91,8 @@ class _NoModelWork:
 # --------------------------------------------------------------- latent check value
 def test_header_carries_the_latent_check(codec, sample):
     header, payload, _ = bitstream.unpack(sample)
-    y_hat, check = codec.model.decode_latent(payload, 64, 64)
+    m = codec.model
+    y_hat, check = coding.decode_latent(m.entropy, m.tables, m.config.num_slices, payload, 64, 64)
     assert check == header.check
 
 
@@ -100,7 +106,7 @@ def test_check_value_mismatch_is_refused(codec, sample):
 # --------------------------------------------------------------- forged sizes
 def test_forged_huge_dimensions_are_refused_fast(codec, sample, monkeypatch):
     spy = _NoModelWork()
-    monkeypatch.setattr(codec.model, "decode_latent", spy)
+    monkeypatch.setattr(coding, "decode_latent", spy)
     forged = _forge(sample, height=30000, width=30000, payload=b"\0\0\0\0")
     assert len(forged) == 30  # 19 fixed + 3 + 3 (sizes) + 1 (no sections) + 4
     t0 = time.perf_counter()
@@ -116,12 +122,12 @@ def test_payload_lower_bound_is_checked_before_decoding(codec, sample, monkeypat
     spy = _NoModelWork()
     asked = []
 
-    def min_payload_bytes(h, w):
+    def min_payload_bytes(tables, h, w):
         asked.append((h, w))
         return 4096
 
-    monkeypatch.setattr(codec.model, "decode_latent", spy)
-    monkeypatch.setattr(codec.model, "min_payload_bytes", min_payload_bytes)
+    monkeypatch.setattr(coding, "decode_latent", spy)
+    monkeypatch.setattr(coding, "min_payload_bytes", min_payload_bytes)
     forged = _forge(sample, height=8000, width=7990, payload=b"\0" * 8)  # under the pixel limit
     t0 = time.perf_counter()
     with pytest.raises(BitstreamError, match="at least 4,096 bytes"):
@@ -131,11 +137,11 @@ def test_payload_lower_bound_is_checked_before_decoding(codec, sample, monkeypat
 
 
 def test_real_payload_lower_bound_refuses_a_tiny_payload(codec, sample, monkeypatch):
-    need = codec.model.min_payload_bytes(4096, 4096)
+    need = coding.min_payload_bytes(codec.model.tables, 4096, 4096)
     if need <= 4:
         pytest.skip("this entropy model gives no payload lower bound yet")
     spy = _NoModelWork()
-    monkeypatch.setattr(codec.model, "decode_latent", spy)
+    monkeypatch.setattr(coding, "decode_latent", spy)
     with pytest.raises(BitstreamError, match="at least"):
         codec.decode(_forge(sample, height=4096, width=4096, payload=b"\0\0\0\0"))
     assert spy.calls == 0
@@ -194,7 +200,7 @@ def test_runtime_error_in_decoding_is_not_relabelled(codec, sample, monkeypatch)
     def boom(*args, **kwargs):
         raise RuntimeError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(codec.model, "decode_latent", boom)
+    monkeypatch.setattr(coding, "decode_latent", boom)
     with pytest.raises(RuntimeError, match="simulated") as e:
         codec.decode(sample)
     assert not isinstance(e.value, CrdrError)
@@ -202,12 +208,10 @@ def test_runtime_error_in_decoding_is_not_relabelled(codec, sample, monkeypatch)
 
 def test_runtime_error_reaches_the_cli_unlabelled(runner, tiny_weights, sample, tmp_path,
                                                   monkeypatch):
-    from crdr_codec.model import CRDRModel
-
-    def boom(self, *args, **kwargs):
+    def boom(*args, **kwargs):
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(CRDRModel, "decode_latent", boom)
+    monkeypatch.setattr(coding, "decode_latent", boom)
     src = tmp_path / "x.crdr"
     src.write_bytes(sample)
     res = crdr(runner, "decode", src, tmp_path / "x.png", "--weights", tiny_weights)
@@ -219,12 +223,10 @@ def test_runtime_error_reaches_the_cli_unlabelled(runner, tiny_weights, sample, 
 # --------------------------------------------------------------- the CLI, decode side
 def test_cli_refuses_forged_huge_file_before_loading_any_model(runner, tiny_weights, sample,
                                                                 tmp_path, monkeypatch):
-    import crdr_codec.weights as weights
-
     def no_load(*args, **kwargs):
         raise AssertionError("no weights may be loaded for this file")
 
-    monkeypatch.setattr(weights, "load_weights", no_load)
+    monkeypatch.setattr(weights_search, "load_file", no_load)
     forged = tmp_path / "forged.crdr"
     forged.write_bytes(_forge(sample, height=30000, width=30000, payload=b"\0\0\0\0"))
     t0 = time.perf_counter()
@@ -382,22 +384,21 @@ def two_models(codec, tiny_weights, other_weights, tmp_path):
     tiny_dir, other_dir = tmp_path / "w-tiny", tmp_path / "w-other"
     tiny_dir.mkdir()
     other_dir.mkdir()
-    shutil.copy(tiny_weights, tiny_dir / "tiny.pt")
-    shutil.copy(other_weights, other_dir / "other.pt")
+    shutil.copy(tiny_weights, tiny_dir / f"tiny{EXT}")
+    shutil.copy(other_weights, other_dir / f"other{EXT}")
     return a, b, tiny_dir, other_dir, codec.model_id.hex(), other.model_id.hex()
 
 
 def _count_loads(monkeypatch) -> list:
-    import crdr_codec.weights as weights
-
+    """Names of the model files loaded (a weights file's id is read without loading it)."""
     loaded = []
-    real = weights.load_weights
+    real = weights_search.load_file
 
-    def counting(path=None):
+    def counting(path, *args, **kwargs):
         loaded.append(Path(path).name)
-        return real(path)
+        return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(weights, "load_weights", counting)
+    monkeypatch.setattr(weights_search, "load_file", counting)
     return loaded
 
 
@@ -414,19 +415,19 @@ def test_weights_found_via_crdr_weights_path(runner, two_models, tmp_path, monke
     res = crdr(runner, "decode", a, b, a2, b2, "-o", out, "--quiet")
     assert res.exit_code == 0, res.stderr
     assert sorted(os.listdir(out)) == ["a.png", "a2.png", "b.png", "b2.png"]
-    # a: other.pt's id is read without loading it (and noted), then tiny.pt matches and is
-    # loaded; b: other.pt's id is known, so it is loaded without trying anything else.
+    # a: other's id is read without loading it (and noted), then tiny's matches and is
+    # loaded; b: other's id is known, so it is loaded without trying anything else.
     # Each model is loaded once.
-    assert loaded == ["tiny.pt", "other.pt"]
+    assert loaded == [f"tiny{EXT}", f"other{EXT}"]
 
 
 def test_weights_found_via_weights_folder(runner, two_models, tmp_path, monkeypatch):
     a, b, tiny_dir, other_dir, _, _ = two_models
     both = tmp_path / "both"
     both.mkdir()
-    shutil.copy(tiny_dir / "tiny.pt", both / "tiny.pt")
-    shutil.copy(other_dir / "other.pt", both / "other.pt")
-    (both / "broken.pt").write_bytes(b"not weights")
+    shutil.copy(tiny_dir / f"tiny{EXT}", both / f"tiny{EXT}")
+    shutil.copy(other_dir / f"other{EXT}", both / f"other{EXT}")
+    (both / f"broken{EXT}").write_bytes(b"not weights")
     res = crdr(runner, "decode", b, tmp_path / "b.png", "--weights", both)
     assert res.exit_code == 0, res.stderr
     with Image.open(tmp_path / "b.png") as im:
@@ -444,11 +445,11 @@ def test_weights_file_of_another_model_falls_back_to_the_search_path(
 def test_no_matching_weights_names_the_id_and_the_places(runner, two_models, other_weights,
                                                         tmp_path, monkeypatch):
     a, _, _, other_dir, tiny_id, _ = two_models
-    (other_dir / "broken.pt").write_bytes(b"not weights")
+    (other_dir / f"broken{EXT}").write_bytes(b"not weights")
     monkeypatch.setenv("CRDR_WEIGHTS_PATH", str(other_dir))
     res = crdr(runner, "decode", a, tmp_path / "a.png", "--weights", other_weights)
     line = assert_one_line_error(res, "a.crdr", tiny_id, other_weights, str(other_dir),
-                                 weights_search.package_weights_dir().name, "--weights",
+                                 weights_search.package_models_dir().name, "--weights",
                                  "CRDR_WEIGHTS_PATH", "1 file there could not be read")
     assert "Traceback" not in line
 
@@ -465,20 +466,28 @@ def test_model_id_cache_avoids_loading_every_candidate(two_models, monkeypatch):
            "CRDR_CACHE_DIR": os.environ["CRDR_CACHE_DIR"]}
     loaded = _count_loads(monkeypatch)
     _, fp, path = weights_search.WeightsSearch(env=env).find(bytes.fromhex(tiny_id))
-    assert fp[:4].hex() == tiny_id and path.name == "tiny.pt"
-    assert loaded == ["tiny.pt"]  # other.pt's id is read without loading it
+    assert fp[:4].hex() == tiny_id and path.name == f"tiny{EXT}"
+    assert loaded == [f"tiny{EXT}"]  # other's id is read without loading it
     assert weights_search.cache_path(env).is_file()
 
     loaded.clear()  # a new process: the cache says where tiny's weights are
     _, fp, path = weights_search.WeightsSearch(env=env).find(bytes.fromhex(tiny_id))
-    assert path.name == "tiny.pt" and loaded == ["tiny.pt"]
+    assert path.name == f"tiny{EXT}" and loaded == [f"tiny{EXT}"]
 
-    # A changed file is not trusted from the cache.
-    shutil.copy(other_dir / "other.pt", tiny_dir / "tiny.pt")
+    # A changed file is not trusted from the cache: its id is read again (now other's), so
+    # it is not loaded; tiny's model is still found, as the package exported from it on
+    # first use (a user's files outlive the weights file they were written with).
+    shutil.copy(other_dir / f"other{EXT}", tiny_dir / f"tiny{EXT}")
     loaded.clear()
+    if HAVE_TORCH:
+        _, fp, path = weights_search.WeightsSearch(env=env).find(bytes.fromhex(tiny_id))
+        assert fp[:4].hex() == tiny_id
+        assert path == weights_search.exported_dir(env) / f"{tiny_id}.crdrm"
+        assert loaded == [f"{tiny_id}.crdrm"]
+        for f in weights_search.exported_dir(env).iterdir():
+            f.unlink()
     with pytest.raises(ModelMismatchError, match=tiny_id):
         weights_search.WeightsSearch(env=env).find(bytes.fromhex(tiny_id))
-    assert loaded == []  # its id is read again (now other's), so nothing is loaded
 
 
 def test_corrupt_cache_is_ignored(two_models, monkeypatch):

@@ -21,12 +21,10 @@ from crdr_codec.image_io import (
     format_from_extension,
     pad_to_multiple,
     read_image,
-    to_tensor,
+    to_input,
     to_uint8,
     write_image,
 )
-
-torch = pytest.importorskip("torch")
 
 
 def _noise(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -412,35 +410,48 @@ def test_write_image_failure_during_encoding(tmp_path, monkeypatch):
 def test_tensor_conventions_and_exact_round_trip():
     rgb = np.arange(256, dtype=np.uint8).repeat(3).reshape(16, 16, 3).copy()
     rgb[..., 1] = rgb[..., 1][::-1]
-    x = to_tensor(rgb)
-    assert x.shape == (1, 3, 16, 16) and x.dtype == torch.float32
+    x = to_input(rgb)
+    assert x.shape == (1, 3, 16, 16) and x.dtype == np.float32
     assert float(x.min()) == -1.0 and float(x.max()) == 1.0
     out = to_uint8(x)
     assert out.dtype == np.uint8 and out.shape == (16, 16, 3)
     np.testing.assert_array_equal(out, rgb)
 
 
+def test_torch_conversions_are_the_numpy_ones():
+    """Training and evaluation convert images with the same numbers as the runtime."""
+    torch = pytest.importorskip("torch")
+    from crdr_codec.image_io import to_tensor
+
+    rgb = _noise(37, 53, seed=2)
+    x = to_tensor(rgb)
+    assert x.dtype == torch.float32 and np.array_equal(x.numpy(), to_input(rgb))
+    y = torch.linspace(-1.2, 1.2, 3 * 37 * 53).reshape(1, 3, 37, 53)
+    np.testing.assert_array_equal(to_uint8(y), to_uint8(y.numpy()))
+    np.testing.assert_array_equal(pad_to_multiple(x, 64).numpy(), pad_to_multiple(to_input(rgb), 64))
+
+
 def test_to_uint8_clamps_and_rounds():
-    x = torch.tensor([-3.0, -1.0, 0.0, 1.0, 5.0, float("nan")]).view(1, 1, 1, 6).repeat(1, 3, 1, 1)
+    x = np.repeat(np.array([-3.0, -1.0, 0.0, 1.0, 5.0, np.nan], np.float32).reshape(1, 1, 1, 6), 3, axis=1)
     np.testing.assert_array_equal(to_uint8(x)[0, :, 0], [0, 0, 128, 255, 255, 128])
 
 
 @pytest.mark.parametrize("h, w", [(1, 1), (17, 33), (65, 7), (64, 128)])
 def test_pad_and_crop(h, w):
     rgb = _noise(h, w, seed=h * 1000 + w)
-    x = to_tensor(rgb)
+    x = to_input(rgb)
     y = pad_to_multiple(x, 64)
     H, W = y.shape[-2:]
     assert H % 64 == 0 and W % 64 == 0 and 0 <= H - h < 64 and 0 <= W - w < 64
     # Padding replicates the last row and column.
-    assert torch.equal(y[..., h:, :w], x[..., h - 1 :, :].expand(-1, -1, H - h, -1))
-    assert torch.equal(y[..., :h, w:], x[..., :, w - 1 :].expand(-1, -1, -1, W - w))
+    assert np.array_equal(y[..., h:, :w], np.broadcast_to(x[..., h - 1 :, :], (1, 3, H - h, w)))
+    assert np.array_equal(y[..., :h, w:], np.broadcast_to(x[..., :, w - 1 :], (1, 3, h, W - w)))
     np.testing.assert_array_equal(to_uint8(crop(y, h, w)), rgb)
 
 
 def test_crop_rejects_growing():
     with pytest.raises(ValueError):
-        crop(torch.zeros(1, 3, 4, 4), 5, 4)
+        crop(np.zeros((1, 3, 4, 4), np.float32), 5, 4)
 
 
 def test_fully_opaque_alpha_is_accepted(tmp_path):

@@ -3,6 +3,10 @@ independence from threads and oneDNN, and the integer coding tables."""
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch (the train extra)")
+
 import subprocess
 import sys
 import textwrap
@@ -13,8 +17,9 @@ import torch
 from torch import nn
 
 from conftest import natural_image
-from crdr_codec.entropy import coder
-from crdr_codec.entropy.integer import (
+from crdr_codec.nn.entropy import tables
+from crdr_codec.runtime import coder
+from crdr_codec.nn.entropy.integer import (
     EXACT_LIMIT, FRAC, LRP_LIMIT, WEIGHT_BITS, IntLayer, build_layer, lrp_table,
 )
 from crdr_codec.image_io import pad_to_multiple, to_tensor
@@ -98,9 +103,9 @@ _SCRIPT = textwrap.dedent("""
     import hashlib, sys, torch
     torch.backends.mkldnn.enabled = {onednn}
     torch.set_num_threads({threads})
-    from crdr_codec.weights import load_weights
+    from crdr_codec.nn.weights import load_weights
     m, _ = load_weights(sys.argv[1])
-    ie, _ = m._coder()
+    ie = m._coder()[0].ie
     g = torch.Generator().manual_seed(5)
     lengths = m.entropy_state["z.lengths"]
     z = (torch.rand(1, len(lengths), 3, 5, generator=g) * lengths.view(1, -1, 1, 1)).long()
@@ -140,7 +145,7 @@ def test_entropy_parameters_identical_across_threads_and_onednn(tiny_weights):
 def test_coded_symbols_survive_perturbed_float_settings(codec):
     """Encode with one float setting, entropy-decode with others: the latent is exact."""
     x = pad_to_multiple(to_tensor(natural_image(128, 192, seed=4)))
-    m = codec.model
+    m = codec.torch_model
     coded = m.compress(x, 2.3)
     old_threads, old_onednn = torch.get_num_threads(), torch.backends.mkldnn.enabled
     try:
@@ -159,11 +164,11 @@ def test_coded_symbols_survive_perturbed_float_settings(codec):
 
 def test_integer_frequencies_are_valid():
     for sigma in (0.11, 0.5, 3.0, 40.0, 256.0):
-        r = coder.y_limit(sigma)
-        f = coder.gaussian_frequencies(sigma, r)
+        r = tables.y_limit(sigma)
+        f = tables.gaussian_frequencies(sigma, r)
         assert len(f) == 2 * r + 1 and f.min() >= 1 and int(f.sum()) == coder.TOTAL
         assert int(np.argmax(f)) == r  # the mode is the zero residual
-    f = coder.integer_frequencies(np.array([0.0, 1e-12, 0.3, 0.7]))
+    f = tables.integer_frequencies(np.array([0.0, 1e-12, 0.3, 0.7]))
     assert f.min() >= 1 and int(f.sum()) == coder.TOTAL
 
 
@@ -189,7 +194,7 @@ def test_weight_bits_fit_storage():
 
 
 def test_base256_digits_reconstruct_every_value():
-    from crdr_codec.entropy.integer import _digit_count, _digits
+    from crdr_codec.nn.entropy.integer import _digit_count, _digits
 
     v = torch.tensor([0, 1, -1, 127, -128, 128, -129, 32639, -32896, 32640, -32897,
                       32767, -32767, 65535, -65535, (1 << 17) - 1, -(1 << 17) + 1,
@@ -210,7 +215,7 @@ def test_base256_digits_reconstruct_every_value():
 def test_extreme_weights_and_inputs_match_the_reference(k, upsample):
     """Weights at both ends of the int16 range in one channel (the w - 128 offset path),
     inputs that need one, two and three digits, and a band split of the rows."""
-    from crdr_codec.entropy import integer
+    from crdr_codec.nn.entropy import integer
 
     cin, cout = 7, 4
     g = torch.Generator().manual_seed(11)
@@ -238,11 +243,11 @@ def test_extreme_weights_and_inputs_match_the_reference(k, upsample):
 def test_banded_stacks_equal_the_whole_computation(tiny_weights):
     """h_s (with its transposed convolutions) and a slice net computed in bands of a few
     rows, down to one input row per band, give exactly the unbanded result."""
-    from crdr_codec.entropy import integer
-    from crdr_codec.weights import load_weights
+    from crdr_codec.nn.entropy import integer
+    from crdr_codec.nn.weights import load_weights
 
     m, _ = load_weights(tiny_weights)
-    ie, _ = m._coder()
+    ie = m._coder()[0].ie
     g = torch.Generator().manual_seed(3)
     lengths = m.entropy_state["z.lengths"]
     z = (torch.rand(1, len(lengths), 7, 5, generator=g) * lengths.view(1, -1, 1, 1)).long()
@@ -258,7 +263,7 @@ def test_banded_stacks_equal_the_whole_computation(tiny_weights):
 def test_float64_fallback_gives_the_same_integers(monkeypatch):
     """Where torch has no fast int8 product (oneDNN off or absent) the layer sums in
     float64 instead; both paths give the pure-integer reference exactly."""
-    from crdr_codec.entropy import integer
+    from crdr_codec.nn.entropy import integer
 
     conv = nn.Conv2d(9, 6, 5, padding=2)
     layer, _ = _random_layer(conv, 9, seed=7, lo=-(1 << 16) + 1, hi=(1 << 16) - 1)

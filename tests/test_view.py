@@ -182,6 +182,7 @@ def test_http_without_original_and_without_lpips(codec, files, monkeypatch):
         assert get(f"{url}api/original.png")[0] == 404
         assert get_json(f"{url}api/anchors")[1]["anchors"] == []
 
+    pytest.importorskip("torch", reason="LPIPS needs torch")
     import crdr_codec.metrics.lpips as lp
     from crdr_codec.errors import DependencyError
 

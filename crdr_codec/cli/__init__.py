@@ -51,7 +51,8 @@ def _package_version(name: str) -> str:
 def version_text(env=None) -> str:
     """What ``crdr --version`` prints: crdr's version, the default model's id (read
     without torch, see :func:`crdr_codec.weights_search.model_id_of`) and the versions
-    of torch, constriction and Python (from the package metadata: nothing is imported)."""
+    of ONNX Runtime, numpy, constriction, torch (or that it is not installed) and Python
+    (from the package metadata: nothing is imported)."""
     import platform
 
     from .. import __version__
@@ -67,7 +68,8 @@ def version_text(env=None) -> str:
         model = (f"default model {mid.hex()} ({where})" if mid is not None else
                  f"default model: unknown ({where} is not a crdr weights file)")
     return (f"crdr {__version__}\n{model}\n"
-            f"torch {_package_version('torch')}, constriction {_package_version('constriction')}, "
+            f"onnxruntime {_package_version('onnxruntime')}, numpy {_package_version('numpy')}, "
+            f"constriction {_package_version('constriction')}, torch {_package_version('torch')}, "
             f"Python {platform.python_version()}")
 
 

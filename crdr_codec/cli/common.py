@@ -74,7 +74,7 @@ def device_option(f):
 
 def threads_option(f):
     return click.option("--threads", type=click.IntRange(min=1), default=None,
-                        help="CPU threads for the networks (default: torch's choice).")(f)
+                        help="CPU threads for the transforms (default: ONNX Runtime's choice).")(f)
 
 
 def weights_option(f):

@@ -9,7 +9,7 @@ import click
 
 from ..errors import CrdrError
 from ..formats import DEFAULT_EXTENSION, FORMAT_NAMES
-from ..runtime import set_threads, tune_malloc
+from ..process import set_threads, tune_malloc
 from .common import (
     IN_PATHS,
     OutputGuard,
@@ -91,7 +91,7 @@ def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, strip, th
                     raise CrdrError(f"output {dst} has the extension of {implied}, but --format "
                                     f"is {fmt_name}; make them agree")
             guard.check(dst)
-    search = WeightsSearch(weights)
+    search = WeightsSearch(weights, device=device, threads=threads)
     codecs: dict[bytes, object] = {}  # model id -> Codec, loaded on first use
 
     def codec_for(model_id: bytes):

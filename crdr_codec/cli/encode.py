@@ -9,7 +9,7 @@ import click
 
 from ..config import Q_MAX
 from ..errors import CrdrError
-from ..runtime import set_threads, tune_malloc
+from ..process import set_threads, tune_malloc
 from .common import (
     IN_PATHS,
     OutputGuard,
@@ -116,7 +116,7 @@ def encode(inputs, output_dir, q, target_bpp, refine, alpha, weights, device, ma
         if not loaded:  # a missing or bad input is reported without loading the model
             from ..codec import Codec
 
-            loaded.append(Codec(weights, device=device, max_pixels=max_pixels))
+            loaded.append(Codec(weights, device=device, max_pixels=max_pixels, threads=threads))
         codec = loaded[0]
         if target_bpp is not None:
             def step(i: int, most: int, q_tried: float, bpp_tried: float) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..runtime import tune_malloc
+from ..process import tune_malloc
 from .common import device_option, weights_option
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..errors import CrdrError
-from ..runtime import tune_malloc
+from ..process import tune_malloc
 
 
 @click.command("train")

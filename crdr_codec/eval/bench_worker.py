@@ -33,7 +33,7 @@ def time_entry(spec: Dict[str, Any]) -> Dict[str, Any]:
     """
     import numpy as np
 
-    from crdr_codec.runtime import tune_malloc
+    from crdr_codec.process import tune_malloc
 
     tune_malloc()
 
@@ -59,8 +59,8 @@ def time_entry(spec: Dict[str, Any]) -> Dict[str, Any]:
         else:
             from crdr_codec.codec import Codec
             from crdr_codec.config import get_config
-            from crdr_codec.model import CRDRModel
-            from crdr_codec.weights import load_weights
+            from crdr_codec.nn.model import CRDRModel
+            from crdr_codec.nn.weights import load_weights
     else:
         from crdr_codec.eval.anchors import get_anchor
 

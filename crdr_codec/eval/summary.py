@@ -113,7 +113,7 @@ def build_summary(cfg: EvalConfig, store: ResultStore, anchors: Sequence[Anchor]
         "images": [p.name for p in images],
         "num_images": len(images),
         "model": {"weights": str(cfg.weights) if cfg.weights else "default",
-                  "model_id": codec.model_id.hex(), "config": codec.model.cfg.name},
+                  "model_id": codec.model_id.hex(), "config": codec.model.config.name},
         "settings": {"q": cfg.qs, "beta": cfg.betas,
                      "anchors": {a.name: {"qualities": cfg.qualities(a.name), "settings": a.settings}
                                  for a in anchors},

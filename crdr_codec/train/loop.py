@@ -23,7 +23,7 @@ from torch import nn
 from ..config import NUM_LEVELS, get_config
 from ..errors import CrdrError
 from ..fileutil import atomic_writer, folder_lock
-from ..weights import save_weights
+from ..nn.weights import save_weights
 from .config import TrainConfig
 from .data import CropSampler, StepBatches, list_images, prefetching_loader, step_generator, to_unit
 from .discriminator import MultiLevelDiscriminator
@@ -263,7 +263,7 @@ class Trainer:
         """Write inference weights; the integer entropy model is calibrated on the
         validation images (synthetic images when there are none)."""
         from ..image_io import read_image
-        from ..model import image_calibration
+        from ..nn.model import image_calibration
 
         model = inference_model(self.net).cpu()
         meta = {
@@ -505,7 +505,7 @@ class Trainer:
 
         files = list_images([self.cfg.val_data])[: self.cfg.val_images]
         model = inference_model(self.net).cpu()
-        from ..weights import model_to_record, record_fingerprint
+        from ..nn.weights import model_to_record, record_fingerprint
 
         rec = model_to_record(model, half=False)
         codec = Codec(model=model, fingerprint=record_fingerprint(rec), device="cpu")

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 
 from ..config import ModelConfig
-from ..model import CRDRModel, ste_round
+from ..nn.model import CRDRModel, ste_round
 
 
 @dataclass

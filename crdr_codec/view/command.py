@@ -30,7 +30,8 @@ def _read_file(path: str) -> bytes:
 
 
 def open_session(file: str, original: str | None = None, weights: str | None = None,
-                 device: str = "auto", anchors: str = "avif,webp,jpeg", lpips: bool = True):
+                 device: str = "auto", anchors: str = "avif,webp,jpeg", lpips: bool = True,
+                 threads: int | None = None):
     """Check the inputs, load the model and entropy-decode the file: every user error
     is raised here (naming the file), before any server starts.
 
@@ -62,7 +63,7 @@ def open_session(file: str, original: str | None = None, weights: str | None = N
     from ..codec import Codec
     from ..weights_search import WeightsSearch
 
-    search = WeightsSearch(weights)
+    search = WeightsSearch(weights, device=device, threads=threads)
     try:
         model, fingerprint, _ = search.find(header.model_id)
     except CrdrError as e:
@@ -96,7 +97,7 @@ def open_session(file: str, original: str | None = None, weights: str | None = N
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Where the synthesis runs.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads for the networks (default: torch's choice).")
+              help="CPU threads for the transforms (default: ONNX Runtime's choice).")
 @click.option("--verbose", is_flag=True, help="Log every request on stderr.")
 def view(file, original, port, no_browser, beta, anchors, no_lpips, weights, device, threads,
          verbose) -> None:
@@ -108,21 +109,14 @@ def view(file, original, port, no_browser, beta, anchors, no_lpips, weights, dev
       crdr view photo.crdr photo.png --port 8765 --no-browser
     Serves http://127.0.0.1:PORT/ until Ctrl-C.
     """
-    if threads is not None:
-        import os
-
-        os.environ["OMP_NUM_THREADS"] = str(threads)
     from ..config import check_beta
-    from ..runtime import tune_malloc
+    from ..process import tune_malloc
 
     tune_malloc()
     if beta is not None:
         check_beta(beta)
-    session = open_session(file, original, weights, device, anchors, lpips=not no_lpips)
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+    session = open_session(file, original, weights, device, anchors, lpips=not no_lpips,
+                           threads=threads)
     first = session.suggested_beta if beta is None else beta
     session.initial_beta = round(first, 2)
     session.image_png(first)  # the first image is ready when the page asks for it

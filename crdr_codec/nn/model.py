@@ -19,36 +19,27 @@ Images here are float tensors in [-1, 1], already padded to a multiple of 64.
 
 from __future__ import annotations
 
-import zlib
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .config import ModelConfig
+from ..config import ModelConfig
 from .entropy.charm import ChannelContext, scale_table
-from .entropy.coder import (
-    Decoder, Encoder, Tables, y_frequency_tables, z_frequency_tables,
-)
+from ..runtime import latent as coding
+from ..runtime.coder import Tables
 from .entropy.hyperprior import HyperAnalysis, HyperSynthesis
-from .entropy.integer import FRAC, IntegerEntropy, quantize
-from .errors import WeightsError
+from .entropy.integer import ChannelsLast, IntegerEntropy, quantize
+from .entropy.tables import y_frequency_tables, z_frequency_tables
+from ..errors import WeightsError
 from .transforms import AnalysisTransform, SynthesisTransform
 
 
 def ste_round(x: Tensor) -> Tensor:
     """Round with a straight-through gradient."""
     return x + (torch.round(x) - x).detach()
-
-
-@dataclass(frozen=True)
-class CodedLatent:
-    """What the encoder's entropy coding produced for one latent."""
-
-    payload: bytes  # the range coder's words (little-endian uint32)
-    y_hat: Tensor  # the latent the decoder will reconstruct, bit for bit
-    check: int  # CRC-32 of the coded integer symbols (stored in the file header)
 
 
 @dataclass(frozen=True)
@@ -136,7 +127,8 @@ class CRDRModel(nn.Module):
                     "convert them with scripts/quantize_entropy.py"
                 )
             st = self.entropy_state
-            self._coding = (IntegerEntropy(st, self.cfg.num_slices, self.cfg.max_support), Tables(st))
+            ie = IntegerEntropy(st, self.cfg.num_slices, self.cfg.max_support)
+            self._coding = (ChannelsLast(ie), Tables({k: v.numpy() for k, v in st.items()}))
         return self._coding
 
     def place(self, device: torch.device | str) -> "CRDRModel":
@@ -167,77 +159,36 @@ class CRDRModel(nn.Module):
         qt = torch.tensor([q], dtype=torch.float32, device=x.device)
         return self.g_a(x, qt).float().cpu()
 
-    def compress(self, x: Tensor, q: float) -> CodedLatent:
+    def compress(self, x: Tensor, q: float) -> coding.CodedLatent:
         """Encode one padded image (1, 3, H, W) at quality q; see :meth:`compress_latent`."""
         return self.compress_latent(self.analyze(x, q))
 
     @torch.inference_mode()
-    def compress_latent(self, y: Tensor, z: Tensor | None = None) -> CodedLatent:
+    def compress_latent(self, y: Tensor, z: Tensor | None = None) -> coding.CodedLatent:
         """Range-code a latent y (1, M, h, w) (CPU, float32) with the integer entropy model.
 
-        Only the choice of symbols (rounding y and z) uses floating point; everything the
-        decoder must reproduce is integer. ``z`` (default ``h_a(y)``) is the hyper latent
-        to code: :func:`crdr_codec.refine.refine_latent` keeps the unrefined latent's.
+        The torch reference of the runtime's coding (:mod:`crdr_codec.runtime.latent`, the
+        same procedure; here the integer networks run on torch's int8 products). ``z``
+        (default ``h_a(y)``) is the hyper latent to code: :func:`crdr_codec.nn.refine.
+        refine_latent` keeps the unrefined latent's. ``y_hat`` of the result is a tensor.
         """
         ie, tables = self._coder()
-        z = self.h_a(y.float().cpu()) if z is None else z.float().cpu()
-        lo = ie.z_minsym.view(1, -1, 1, 1)
-        hi = lo + torch.from_numpy(tables.z_lengths).view(1, -1, 1, 1) - 1
-        med = ie.z_med.view(1, -1, 1, 1).double() / (1 << FRAC)
-        z_sym = (torch.round(z.double() - med).to(torch.int64).clamp(lo, hi) - lo)  # 0..len-1
-        enc = Encoder(tables)
-        flat_z = z_sym[0].flatten(1).numpy()
-        enc.encode_z(flat_z)
-        check = zlib.crc32(np.ascontiguousarray(flat_z, dtype="<i4").tobytes())
-        hm, hs = ie.hyper(z_sym)
-        limits = torch.from_numpy(tables.y_limits)
-        decoded: list[Tensor] = []
-        for k, y_k in enumerate(y.float().cpu().chunk(self.cfg.num_slices, dim=1)):
-            mu, idx = ie.params(k, hm, hs, decoded)
-            lim = limits[idx]
-            res = torch.round(y_k.double() - mu.double() / (1 << FRAC)).to(torch.int64)
-            res = torch.maximum(torch.minimum(res, lim), -lim)
-            flat = res.flatten().numpy()
-            enc.encode_y(flat, idx.flatten().numpy())
-            check = zlib.crc32(flat.astype("<i4").tobytes(), check)
-            decoded.append(ie.refine(k, hm, decoded, res * (1 << FRAC) + mu))
-        y_hat = (torch.cat(decoded, 1) / (1 << FRAC)).float()
-        return CodedLatent(enc.finish(), y_hat, check)
+        y = y.float().cpu()
+        z = self.h_a(y) if z is None else z.float().cpu()
+        coded = coding.compress_latent(ie, tables, self.cfg.num_slices, y.numpy(), z.numpy())
+        return dataclasses.replace(coded, y_hat=torch.from_numpy(coded.y_hat))
 
     def min_payload_bytes(self, height: int, width: int) -> int:
-        """A lower bound on the payload bytes of any valid file of this padded size.
-
-        Every z symbol costs at least the channel's cheapest symbol; a range coder's
-        output cannot be shorter than the information it carries, less a few words of
-        flushing slack (128 bits allowed).
-        """
-        _, tables = self._coder()
-        bits = (height // 64) * (width // 64) * float(tables.z_min_bits.sum())
-        return max(0, int((bits - 128) // 32)) * 4
+        """A lower bound on the payload bytes of any valid file of this padded size."""
+        return coding.min_payload_bytes(self._coder()[1], height, width)
 
     @torch.inference_mode()
     def decode_latent(self, payload: bytes, height: int, width: int) -> tuple[Tensor, int]:
-        """Entropy-decode y_hat (1, M, H/16, W/16) for a padded image of size (height, width).
-
-        Returns y_hat and the CRC-32 of the decoded symbols (compare it with the header's).
-        Raises PayloadError if the payload cannot be decoded or is not consumed exactly.
-        """
+        """Entropy-decode y_hat (1, M, H/16, W/16) (torch reference of the runtime's
+        :func:`crdr_codec.runtime.latent.decode_latent`)."""
         ie, tables = self._coder()
-        zh, zw = height // 64, width // 64
-        dec = Decoder(tables, payload)
-        flat_z = dec.decode_z(zh * zw)
-        check = zlib.crc32(np.ascontiguousarray(flat_z, dtype="<i4").tobytes())
-        z_sym = torch.from_numpy(flat_z).view(1, -1, zh, zw)
-        hm, hs = ie.hyper(z_sym)
-        decoded: list[Tensor] = []
-        for k in range(self.cfg.num_slices):
-            mu, idx = ie.params(k, hm, hs, decoded)
-            flat = dec.decode_y(idx.flatten().numpy())
-            check = zlib.crc32(flat.astype("<i4").tobytes(), check)
-            res = torch.from_numpy(flat).view_as(mu)
-            decoded.append(ie.refine(k, hm, decoded, res * (1 << FRAC) + mu))
-        dec.finish()
-        return (torch.cat(decoded, 1) / (1 << FRAC)).float(), check
+        y_hat, check = coding.decode_latent(ie, tables, self.cfg.num_slices, payload, height, width)
+        return torch.from_numpy(y_hat), check
 
     @torch.inference_mode()
     def synthesize(self, y_hat: Tensor, q: float, beta: float) -> Tensor:
@@ -271,8 +222,8 @@ def synthetic_calibration(model: CRDRModel, size: int = 128, count: int = 4) -> 
 def image_calibration(model: CRDRModel, images: list, crop: int = 512) -> list[Tensor]:
     """Calibration latents from real photos: the top-left ``crop`` pixels of each
     (H, W, 3) uint8 image at q = 0, 1, 2, 3, 4 (for :meth:`CRDRModel.quantize_entropy`)."""
-    from .config import NUM_LEVELS, PAD_MULTIPLE
-    from .image_io import pad_to_multiple, to_tensor
+    from ..config import NUM_LEVELS, PAD_MULTIPLE
+    from ..image_io import pad_to_multiple, to_tensor
 
     dev = next(model.g_a.parameters()).device
     out = []

@@ -20,7 +20,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from .config import ModelConfig
+from ..config import ModelConfig
 
 #: The configuration fields a growth may change (all only widen the transforms).
 GROWABLE = ("enc_width", "enc_mid", "dec_width", "dec_mid")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..config import ModelConfig
+from ...config import ModelConfig
 from ..layers import conv, deconv
 
 

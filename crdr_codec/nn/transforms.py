@@ -16,7 +16,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .conditioning import BetaEmbedding
-from .config import ModelConfig
+from ..config import ModelConfig
 from .layers import Attention, ResidualBottleneck, conv, deconv
 from .rate_control import ICA
 

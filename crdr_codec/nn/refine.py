@@ -32,7 +32,7 @@ import math
 import torch
 from torch import Tensor
 
-from .config import NUM_LEVELS, check_refine
+from ..config import NUM_LEVELS, check_refine
 from .entropy.charm import SCALE_MIN  # the coder's smallest scale: the likelihood's bound
 
 #: Rate weight per quality level of the stage-3 objective that trained the shipped

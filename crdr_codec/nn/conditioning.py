@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .config import BETA_MAX
+from ..config import BETA_MAX
 
 
 class BetaEmbedding(nn.Module):

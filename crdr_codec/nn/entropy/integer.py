@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -516,3 +517,32 @@ def quantize(model, calib: list[Tensor], z_med: Tensor, z_minsym: Tensor, z_leng
     state["z.med"] = med_fx
     state["z.minsym"] = z_minsym.to(torch.int64)
     return state
+
+
+class ChannelsLast:
+    """:class:`IntegerEntropy` behind the runtime's interface (channels-last numpy arrays),
+    so :mod:`crdr_codec.runtime.latent` can run the torch reference (tests, benchmarks)."""
+
+    def __init__(self, ie: IntegerEntropy) -> None:
+        self.ie = ie
+        self.z_minsym = ie.z_minsym.numpy()
+        self.z_med = ie.z_med.numpy()
+
+    @staticmethod
+    def _t(a) -> Tensor:
+        return torch.from_numpy(np.ascontiguousarray(np.asarray(a).transpose(2, 0, 1)))[None]
+
+    @staticmethod
+    def _n(t: Tensor):
+        return t[0].permute(1, 2, 0).contiguous().numpy()
+
+    def hyper(self, z_sym):
+        hm, hs = self.ie.hyper(self._t(z_sym))
+        return self._n(hm), self._n(hs)
+
+    def params(self, k, hm, hs, decoded):
+        mu, idx = self.ie.params(k, self._t(hm), self._t(hs), [self._t(d) for d in decoded])
+        return self._n(mu), self._n(idx)
+
+    def refine(self, k, hm, decoded, y_q):
+        return self._n(self.ie.refine(k, self._t(hm), [self._t(d) for d in decoded], self._t(y_q)))

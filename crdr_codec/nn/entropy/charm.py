@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..config import ModelConfig
+from ...config import ModelConfig
 from ..layers import conv
 
 # Scales are coded by index into this fixed, log-spaced table (same range as

@@ -25,22 +25,26 @@ from pathlib import Path
 
 import torch
 
-from .config import ModelConfig
-from .errors import WeightsError
-from .fileutil import atomic_writer
-from .weights_id import hash_record
+from ..config import ModelConfig
+from ..errors import WeightsError
+from ..fileutil import atomic_writer
+from ..weights_id import hash_record
 from .model import CRDRModel
-from .weights_search import DEFAULT_WEIGHTS_NAME, default_weights_file
+from ..weights_search import ENV_DEFAULT, checkout_weights_dir
 
 FORMAT = "crdr-weights"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
-DEFAULT_NAME = DEFAULT_WEIGHTS_NAME
+DEFAULT_NAME = "crdr-lite.pt"
 
 
 def default_weights_path() -> Path:
-    """$CRDR_WEIGHTS if set, else weights/crdr-lite.pt next to the package."""
-    return default_weights_file()
+    """The torch weights of the default model: ``$CRDR_WEIGHTS`` if it names a ``.pt``
+    file, else ``weights/crdr-lite.pt`` of the source checkout."""
+    named = os.environ.get(ENV_DEFAULT)
+    if named and named.endswith(".pt"):
+        return Path(named)
+    return checkout_weights_dir() / DEFAULT_NAME
 
 
 def fingerprint(

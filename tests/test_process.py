@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-CODE = "from crdr_codec.runtime import tune_malloc; print(tune_malloc())"
+CODE = "from crdr_codec.process import tune_malloc; print(tune_malloc())"
 
 
 def _run(env_extra):

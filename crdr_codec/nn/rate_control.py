@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import NUM_LEVELS
+from ..config import NUM_LEVELS
 
 _IDENTITY_RAW = math.log(math.e - 1.0)  # softplus(_IDENTITY_RAW) == 1
 
