@@ -20,7 +20,7 @@ import click
 
 from ..errors import CrdrError
 from ..view.command import view
-from . import bench, decode, encode, evaluate, info, train
+from . import bench, decode, encode, evaluate, export, info, train
 from .common import error_line
 from .encode import EXIT_BPP_NOT_REACHED
 
@@ -83,8 +83,8 @@ def _print_version(ctx, _param, value) -> None:
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True,
               callback=_print_version,
-              help="Show crdr's version, the default model id, torch's and constriction's "
-                   "versions, and exit.")
+              help="Show crdr's version, the default model id, the versions of the libraries "
+                   "it runs on, and exit.")
 def main() -> None:
     """crdr: learned image compression with rate (q) and realism (beta) control.
 
@@ -95,7 +95,7 @@ def main() -> None:
     """
 
 
-for _command in (encode.encode, decode.decode, info.info, evaluate.eval_command, bench.bench,
-                 train.train, view):
+for _command in (encode.encode, decode.decode, info.info, view, export.export,
+                 evaluate.eval_command, bench.bench, train.train):
     main.add_command(_command)
 del _command
