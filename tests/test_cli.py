@@ -490,6 +490,10 @@ def test_bpp_target(runner, tiny_weights, tmp_path, out_dir):
     m = re.search(r"q=([0-9.]+)", res.stderr)
     assert m, res.stderr
     assert float(m.group(1)) == pytest.approx(info_json(runner, out)["q"], abs=1e-4)
+    # the result line says how many encodes the search took (the former bisection: 11)
+    m = re.search(r"\(--bpp [0-9.]+: (\d+) encodes?\)", res.stderr)
+    assert m, res.stderr
+    assert 1 <= int(m.group(1)) < 11
 
     for bad in ("0", "-1", "nan"):
         res = crdr(runner, "encode", src, out_dir / "bad.crdr", f"--bpp={bad}",

@@ -38,6 +38,11 @@ def error_line(e: CrdrError) -> str:
     return "crdr: error: " + " ".join(str(e).split())
 
 
+def plural(n: int, noun: str) -> str:
+    """'1 image', '2 images': a count with its noun."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def display_name(path: str) -> str:
     """How an input is named in messages (``-`` is stdin)."""
     return "<stdin>" if path == "-" else path

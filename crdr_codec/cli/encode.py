@@ -19,6 +19,7 @@ from .common import (
     force_option,
     max_pixels_option,
     plan,
+    plural,
     quiet_option,
     read_input,
     refuse_terminal,
@@ -46,7 +47,8 @@ def _stderr_is_terminal() -> bool:
                    f"{Q_MAX:g} = best quality.")
 @click.option("--bpp", "target_bpp", type=float,
               help="Instead of --q: find the q whose real file size is closest to this "
-                   "many bits per pixel without exceeding it. If even q=0 is larger, that "
+                   "many bits per pixel without exceeding it (in steps of 1/128; a few "
+                   "encodes, counted in the result line). If even q=0 is larger, that "
                    f"file is written with a warning and the exit code is {EXIT_BPP_NOT_REACHED}.")
 @click.option("--refine", type=int, default=0, show_default=True, metavar="STEPS",
               help="Search STEPS gradient steps for a better latent of each image: a slower "
@@ -118,13 +120,16 @@ def encode(inputs, output_dir, q, target_bpp, refine, alpha, weights, device, ma
 
             loaded.append(Codec(weights, device=device, max_pixels=max_pixels))
         codec = loaded[0]
+        encodes = [0]
         if target_bpp is not None:
-            def step(i: int, most: int, q_tried: float, bpp_tried: float) -> None:
-                click.echo(f"crdr: {display_name(src)}: --bpp {target_bpp:g}, try {i} (of at "
-                           f"most {most}): q={q_tried:.3f} gives {bpp_tried:.4f} bpp", err=True)
+            def step(n: int, q_tried: float, bpp_tried: float) -> None:
+                encodes[0] = n
+                if search_lines:
+                    click.echo(f"crdr: {display_name(src)}: --bpp {target_bpp:g}, try {n}: "
+                               f"q={q_tried:.3f} gives {bpp_tried:.4f} bpp", err=True)
 
-            res = codec.encode_to_bpp(rgb, target_bpp, sections=sections,
-                                      progress=step if search_lines else None, refine=refine)
+            res = codec.encode_to_bpp(rgb, target_bpp, sections=sections, progress=step,
+                                      refine=refine)
         else:
             res = codec.encode(rgb, q, sections, refine)
         guard.write(dst, lambda replace: write_output(dst, res.data, replace))
@@ -136,8 +141,10 @@ def encode(inputs, output_dir, q, target_bpp, refine, alpha, weights, device, ma
             click.echo(f"crdr: warning: {display_name(src)}: --bpp {target_bpp:g} cannot be "
                        f"reached; the smallest file (q={res.q:g}) is {bpp:.4f} bpp, written to "
                        f"{out}", err=True)
+        searched = ("" if target_bpp is None else
+                    f" (--bpp {target_bpp:g}: {plural(encodes[0], 'encode')})")
         return (f"{display_name(src)} -> {out}: {w}x{h}, q={res.q:g}, "
-                f"{len(res.data)} bytes, {bpp:.4f} bpp")
+                f"{len(res.data)} bytes, {bpp:.4f} bpp{searched}")
 
     if run_batch(pairs, work, quiet):
         sys.exit(1)
