@@ -98,7 +98,7 @@ def _canonical_format(fmt: str) -> str:
     name = _ALIASES.get(name, name)
     if name not in _PIL_FORMATS:
         raise ImageError(
-            f"unknown image format '{fmt}'; use {format_list()}"
+            f"unsupported image format '{fmt}'; crdr writes {format_list()}"
         )
     return name
 
@@ -115,15 +115,21 @@ def format_from_extension(path: PathLike) -> str:
         One of ``'png'``, ``'jpeg'``, ``'webp'``, ``'tiff'``, ``'bmp'``, ``'ppm'``.
 
     Raises:
-        ImageError: the extension is missing or not a supported image format.
+        ImageError: the extension is missing (the message says so) or not that of a
+            format crdr writes (the message lists them).
     """
     name = os.fspath(path)
     ext = os.path.splitext(name)[1].lower()
     try:
         return _EXTENSIONS[ext]
     except KeyError:
+        if not ext:
+            raise ImageError(
+                f"cannot tell the image format from '{name}' (no extension); {_EXTENSION_HINT}"
+            ) from None
         raise ImageError(
-            f"cannot tell the image format from '{name}'; {_EXTENSION_HINT}"
+            f"cannot write '{name}': {ext} is not a supported image format; crdr writes "
+            f"{format_list()} ({extension_list()})"
         ) from None
 
 

@@ -61,9 +61,10 @@ def info_json(runner, path) -> dict:
     return json.loads(res.stdout)
 
 
-def assert_one_line_error(res, *words: str) -> None:
-    """Exit code 1, a single 'crdr: error:' line on stderr naming each of ``words``."""
-    assert res.exit_code == 1, (res.exit_code, res.stdout, res.stderr, res.exception)
+def assert_one_line_error(res, *words: str, code: int = 1) -> None:
+    """Exit code 1 (or ``code``), a single 'crdr: error:' line on stderr naming each of
+    ``words``."""
+    assert res.exit_code == code, (res.exit_code, res.stdout, res.stderr, res.exception)
     # A CrdrError must not escape as an exception (that would be a traceback).
     assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
     lines = res.stderr.strip().splitlines()
@@ -72,6 +73,11 @@ def assert_one_line_error(res, *words: str) -> None:
     assert "Traceback" not in res.stderr
     for w in words:
         assert w.lower() in lines[0].lower(), (w, lines[0])
+
+
+def assert_usage_error(res, *words: str) -> None:
+    """A usage error: exit code 2 (as click's own), one 'crdr: error:' line."""
+    assert_one_line_error(res, *words, code=2)
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +176,7 @@ def test_out_of_range_parameter_is_refused(runner, tiny_weights, encoded, out_di
     src, crdr_file = encoded
     inp, out = (src, out_dir / "x.crdr") if command == "encode" else (crdr_file, out_dir / "x.png")
     res = crdr(runner, command, inp, out, f"{option}={value}", "--weights", tiny_weights)
-    assert_one_line_error(res, option.lstrip("-"))
+    assert_usage_error(res, option.lstrip("-"))
     assert os.listdir(out_dir) == []
 
 
@@ -231,7 +237,7 @@ def test_batch_name_collision_is_refused(runner, tiny_weights, tmp_path, out_dir
     p1 = save_png(tmp_path / "x" / "img.png", 16, 16)
     p2 = save_png(tmp_path / "y" / "img.png", 16, 16, seed=1)
     res = crdr(runner, "encode", p1, p2, "-o", out_dir, "--weights", tiny_weights)
-    assert_one_line_error(res, "img.crdr")
+    assert_usage_error(res, "img.crdr")
     assert os.listdir(out_dir) == []
 
 
@@ -242,10 +248,23 @@ def test_batch_output_folder_must_exist(runner, tiny_weights, png, tmp_path):
 
 
 def test_batch_usage_errors(runner, tiny_weights, png, out_dir):
+    """Errors in the command line itself exit 2, as the README says (and click's do)."""
     res = crdr(runner, "encode", png, "-", "-o", out_dir, "--weights", tiny_weights)
-    assert_one_line_error(res, "stdin")
+    assert_usage_error(res, "stdin")
     res = crdr(runner, "encode", png, png, png, "--weights", tiny_weights)  # no -o
-    assert_one_line_error(res, "-o DIR")
+    assert_usage_error(res, "-o DIR")
+    res = crdr(runner, "encode", png, "--weights", tiny_weights)  # no output at all
+    assert_usage_error(res, "OUTPUT")
+    res = crdr(runner, "encode", png, out_dir / "x.crdr", "--q", "2", "--bpp", "0.3",
+               "--weights", tiny_weights)
+    assert_usage_error(res, "--q", "--bpp")
+    res = crdr(runner, "encode", png, out_dir / "x.png", "--weights", tiny_weights)
+    assert_usage_error(res, ".crdr")
+    res = crdr(runner, "decode", png, out_dir / "x.jpg", "--format", "png",
+               "--weights", tiny_weights)
+    assert_usage_error(res, "--format")
+    res = crdr(runner, "encode", png, out_dir / "x.crdr", "--alpha", "keep")  # click's own
+    assert res.exit_code == 2
     assert os.listdir(out_dir) == []
 
 
@@ -426,13 +445,23 @@ def test_unknown_output_extension_fails_before_any_work(runner, encoded, tmp_pat
     # model is even loaded (so a typo costs nothing).
     res = crdr(runner, "decode", encoded[1], out_dir / "out.xyz",
                "--weights", tmp_path / "no-such-weights.pt")
-    assert_one_line_error(res, "out.xyz", ".png")
+    assert_usage_error(res, "out.xyz", ".png")
     assert "weights" not in res.stderr
     assert os.listdir(out_dir) == []
 
     res = crdr(runner, "decode", encoded[1], out_dir / "out.png", "--format", "xyz",
                "--weights", tmp_path / "no-such-weights.pt")
-    assert_one_line_error(res, "xyz")
+    assert_usage_error(res, "xyz")
+    assert os.listdir(out_dir) == []
+
+
+@pytest.mark.parametrize("how", ["name", "format"])
+def test_gif_output_is_unsupported_and_the_formats_are_listed(runner, tiny_weights, encoded,
+                                                              out_dir, how):
+    args = [out_dir / "out.gif"] if how == "name" else ["-o", out_dir, "--format", "gif"]
+    res = crdr(runner, "decode", encoded[1], *args, "--weights", tiny_weights)
+    assert_usage_error(res, "gif", "unsupported", "png, jpeg, webp, tiff, bmp or ppm")
+    assert "cannot tell" not in res.stderr
     assert os.listdir(out_dir) == []
 
 
@@ -495,10 +524,10 @@ def test_bpp_target(runner, tiny_weights, tmp_path, out_dir):
     assert m, res.stderr
     assert 1 <= int(m.group(1)) < 11
 
-    for bad in ("0", "-1", "nan"):
+    for bad in ("0", "-1", "nan", "inf"):
         res = crdr(runner, "encode", src, out_dir / "bad.crdr", f"--bpp={bad}",
                    "--weights", tiny_weights)
-        assert_one_line_error(res, "--bpp")
+        assert_usage_error(res, "--bpp")
     assert not (out_dir / "bad.crdr").exists()
 
 

@@ -389,7 +389,7 @@ def test_crdr_eval_argument_errors(tmp_path, runner, tiny_weights) -> None:
                            (["--anchor-q", "jpeg=0:200:50"], "outside [1, 100]"),
                            (["--jobs", "0"], "--jobs must be positive")):
         res = runner.invoke(main, base + extra)
-        assert res.exit_code == 1 and message in res.stderr, res.stderr
+        assert res.exit_code == 2 and message in res.stderr, res.stderr  # usage errors
     res = runner.invoke(main, ["eval", str(tmp_path / "missing"), "-o", str(tmp_path / "o"), "--no-fid"])
     assert res.exit_code == 1 and "not a folder" in res.stderr
 
@@ -412,7 +412,7 @@ def test_eval_settings_are_checked_in_the_library(tmp_path, runner) -> None:
         if option in ("--crop-size", "--crop-bpp", "--patch-size"):
             value = str(next(iter(settings.values())))
             res = runner.invoke(main, ["eval", str(data), "-o", str(out), "--no-fid", option, value])
-            assert res.exit_code == 1 and message in res.stderr, res.stderr
+            assert res.exit_code == 2 and message in res.stderr, res.stderr
     assert not out.exists()
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import CrdrError, InputNotice, OutputExistsError
+from ..errors import CrdrError, InputNotice, OutputExistsError, UsageError
 
 # ------------------------------------------------------------------------ printing
 
@@ -114,20 +114,20 @@ def plan(inputs: tuple[str, ...], output_dir: str | None, suffix: str) -> list[t
     """Pair inputs with outputs: `IN OUT`, or `IN... -o DIR` (DIR/<stem><suffix>)."""
     if output_dir is None:
         if len(inputs) != 2:
-            raise CrdrError("give INPUT and OUTPUT, or several inputs with -o DIR")
+            raise UsageError("give INPUT and OUTPUT, or several inputs with -o DIR")
         return [(inputs[0], inputs[1])]
     if not inputs:
-        raise CrdrError("no input files given")
+        raise UsageError("no input files given")
     out = Path(output_dir)
     if not out.is_dir():
         raise CrdrError(f"output folder does not exist: {out}")
     if "-" in inputs:
-        raise CrdrError("'-' (stdin) cannot be combined with -o DIR")
+        raise UsageError("'-' (stdin) cannot be combined with -o DIR")
     pairs = [(i, str(out / (Path(i).stem + suffix))) for i in inputs]
     seen: dict[str, str] = {}
     for i, o in pairs:
         if o in seen:
-            raise CrdrError(f"{i} and {seen[o]} would both be written to {o}")
+            raise UsageError(f"{i} and {seen[o]} would both be written to {o}")
         seen[o] = i
     return pairs
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import CrdrError
+from ..errors import ImageError, UsageError
 from ..formats import DEFAULT_EXTENSION, FORMAT_NAMES
 from ..runtime import set_threads, tune_malloc
 from .common import (
@@ -71,7 +71,16 @@ def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, strip, th
     from ..weights_search import WeightsSearch
 
     check_beta(beta)
-    fmt_name = _canonical_format(fmt) if fmt is not None else "png"
+
+    def output_format(name_or_path, of_name: bool = False) -> str:
+        """The format a --format value or an output name means (else a usage error)."""
+        try:
+            return _canonical_format(name_or_path) if of_name else format_from_extension(
+                name_or_path)
+        except ImageError as e:
+            raise UsageError(str(e)) from None
+
+    fmt_name = output_format(fmt, of_name=True) if fmt is not None else "png"
     pairs = plan(inputs, output_dir, DEFAULT_EXTENSION[fmt_name])
     guard = OutputGuard([src for src, _ in pairs], force)
     for src, dst in pairs:
@@ -81,14 +90,14 @@ def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, strip, th
         refuse_terminal(dst)
         if dst != "-" and output_dir is None:
             if fmt is None:
-                format_from_extension(dst)  # an unknown extension fails before any work
+                output_format(dst)  # an unknown extension fails before any work
             elif Path(dst).suffix:
                 try:
                     implied = format_from_extension(dst)
-                except CrdrError:  # not an image extension: --format decides
+                except ImageError:  # not an image extension: --format decides
                     implied = fmt_name
                 if implied != fmt_name:
-                    raise CrdrError(f"output {dst} has the extension of {implied}, but --format "
+                    raise UsageError(f"output {dst} has the extension of {implied}, but --format "
                                     f"is {fmt_name}; make them agree")
             guard.check(dst)
     search = WeightsSearch(weights)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..config import Q_MAX
-from ..errors import CrdrError
+from ..errors import ParameterError, UsageError
 from ..runtime import set_threads, tune_malloc
 from .common import (
     IN_PATHS,
@@ -82,11 +82,11 @@ def encode(inputs, output_dir, q, target_bpp, refine, alpha, weights, device, ma
     from ..config import check_q, check_refine
 
     if q is not None and target_bpp is not None:
-        raise CrdrError("give either --q or --bpp, not both")
+        raise UsageError("give either --q or --bpp, not both")
     q = check_q(2.0 if q is None else q)
     refine = check_refine(refine)
-    if target_bpp is not None and not target_bpp > 0:
-        raise CrdrError(f"--bpp must be positive, got {target_bpp:g}")
+    if target_bpp is not None and not 0 < target_bpp < float("inf"):
+        raise ParameterError(f"--bpp must be a positive number, got {target_bpp:g}")
     pairs = plan(inputs, output_dir, ".crdr")
     guard = OutputGuard([src for src, _ in pairs], force)
     for src, dst in pairs:
@@ -95,7 +95,7 @@ def encode(inputs, output_dir, q, target_bpp, refine, alpha, weights, device, ma
             guard.check_not_input(dst)  # a batch checks each file in turn
         if dst != "-" and Path(dst).suffix.lower() != ".crdr":
             # `crdr encode a.png b.png` (a forgotten -o) must not replace b.png with .crdr bytes
-            raise CrdrError(
+            raise UsageError(
                 f"output {dst} does not end in .crdr; refusing to write compressed data there "
                 "(to encode several images use -o DIR)"
             )
