@@ -241,10 +241,104 @@ def test_batch_name_collision_is_refused(runner, tiny_weights, tmp_path, out_dir
     assert os.listdir(out_dir) == []
 
 
-def test_batch_output_folder_must_exist(runner, tiny_weights, png, tmp_path):
-    res = crdr(runner, "encode", png, "-o", tmp_path / "nope", "--weights", tiny_weights)
-    assert_one_line_error(res, "does not exist")
-    assert not (tmp_path / "nope").exists()
+def test_batch_output_folder_is_created(runner, tiny_weights, png, tmp_path):
+    """`crdr encode *.png -o out/` (the README's first batch command) with no out/ yet:
+    the folder and its parents are made, as `crdr eval -o` does; decode too."""
+    out = tmp_path / "new" / "deeper" / "out"
+    res = crdr(runner, "encode", png, "-o", f"{out}/", "--weights", tiny_weights)
+    assert res.exit_code == 0, res.stderr
+    assert os.listdir(out) == ["img.crdr"]
+    dec = tmp_path / "dec" / "ed"
+    res = crdr(runner, "decode", out / "img.crdr", "-o", dec, "--weights", tiny_weights)
+    assert res.exit_code == 0, res.stderr
+    assert os.listdir(dec) == ["img.png"]
+    # a usage error is found before anything is made
+    res = crdr(runner, "encode", png, "-", "-o", tmp_path / "not-made", "--weights", tiny_weights)
+    assert res.exit_code == 2 and not (tmp_path / "not-made").exists()
+    # a file where the folder should be: one line naming it
+    (tmp_path / "afile").write_text("x")
+    res = crdr(runner, "encode", png, "-o", tmp_path / "afile", "--weights", tiny_weights)
+    assert res.exit_code == 2 and "afile" in res.stderr  # click's own check
+    res = crdr(runner, "encode", png, "-o", tmp_path / "afile" / "sub", "--weights", tiny_weights)
+    assert_one_line_error(res, "afile")
+
+
+def _no_model(monkeypatch):
+    """Any model work fails the test's command loudly (``Codec`` is where it starts)."""
+    import crdr_codec.codec
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(crdr_codec.codec, "Codec", no_load)
+
+
+def _unwritable_folder(tmp_path) -> Path:
+    """A folder no file can be created in, even by root: /proc (chmod does not stop
+    root), else a chmod 500 folder."""
+    if os.path.isdir("/proc/self") and os.geteuid() == 0:
+        return Path("/proc")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    return ro
+
+
+@pytest.mark.parametrize("command", ["encode", "decode"])
+@pytest.mark.parametrize("how", ["batch", "single"])
+def test_unwritable_output_is_found_before_any_model_work(runner, tiny_weights, encoded,
+                                                          tmp_path, monkeypatch, command, how):
+    inp = encoded[0] if command == "encode" else encoded[1]
+    ro = _unwritable_folder(tmp_path)
+    _no_model(monkeypatch)
+    args = ["-o", ro] if how == "batch" else [ro / ("x.crdr" if command == "encode" else "x.png")]
+    res = crdr(runner, command, inp, *args, "--weights", tiny_weights)
+    assert_one_line_error(res, str(ro), "cannot write")
+    assert "loaded" not in res.stderr
+    assert not any(p.name.startswith(".crdr-check") for p in tmp_path.rglob("*"))
+
+
+@pytest.mark.parametrize("command", ["encode", "decode"])
+def test_skip_existing_resumes_a_batch(runner, tiny_weights, tmp_path, command):
+    src = tmp_path / "src"
+    src.mkdir()
+    names = [save_png(src / f"{n}.png", 24, 32, seed=i) for i, n in enumerate("abc")]
+    out = tmp_path / "out"
+    if command == "decode":
+        assert crdr(runner, "encode", *names, "-o", src, "--weights", tiny_weights).exit_code == 0
+        names = [str(src / f"{n}.crdr") for n in "abc"]
+    ext = ".crdr" if command == "encode" else ".png"
+    # an interrupted batch: a is done, b too (with other bytes, which must be kept)
+    res = crdr(runner, command, names[0], "-o", out, "--weights", tiny_weights)
+    assert res.exit_code == 0, res.stderr
+    (out / f"b{ext}").write_bytes(b"done before")
+    before = (out / f"a{ext}").stat().st_mtime_ns
+
+    res = crdr(runner, command, *names, "-o", out, "--weights", tiny_weights)
+    assert res.exit_code == 1  # without the option every done file is an error
+    assert res.stderr.count("already exists") == 2
+    (out / f"c{ext}").unlink()  # (c was done by that run: interrupted before it instead)
+
+    res = crdr(runner, command, *names, "-o", out, "--skip-existing", "--weights", tiny_weights)
+    assert res.exit_code == 0, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 3, res.stderr
+    assert lines[0].startswith("[1/3] ") and f"a{ext}: skipped (exists)" in lines[0]
+    assert lines[1].startswith("[2/3] ") and f"b{ext}: skipped (exists)" in lines[1]
+    assert lines[2].startswith("[3/3] ") and "skipped" not in lines[2]
+    assert (out / f"b{ext}").read_bytes() == b"done before"
+    assert (out / f"a{ext}").stat().st_mtime_ns == before
+    assert sorted(os.listdir(out)) == [f"{n}{ext}" for n in "abc"]
+
+    # a single file too
+    res = crdr(runner, command, names[0], out / f"a{ext}", "--skip-existing",
+               "--weights", tiny_weights)
+    assert res.exit_code == 0 and "skipped (exists)" in res.stderr, res.stderr
+
+    # not with --force: a usage error
+    res = crdr(runner, command, *names, "-o", out, "--skip-existing", "--force",
+               "--weights", tiny_weights)
+    assert_usage_error(res, "--force", "--skip-existing")
 
 
 def test_batch_usage_errors(runner, tiny_weights, png, out_dir):
@@ -414,6 +508,7 @@ def test_batch_decode_errors_name_each_file(runner, tiny_weights, encoded, tmp_p
 def test_bad_weights_file(runner, png, tmp_path, out_dir):
     res = crdr(runner, "encode", png, out_dir / "x.crdr", "--weights", tmp_path / "nope.pt")
     assert_one_line_error(res, "weights", "nope.pt")
+    assert "img.png" not in res.stderr  # the weights are wrong, not the input
     # A file that is not a weights file (torch's own error spans several lines).
     res = crdr(runner, "encode", png, out_dir / "x.crdr", "--weights", png)
     assert_one_line_error(res, "weights")
@@ -429,6 +524,21 @@ def test_unavailable_device(runner, tiny_weights, png, out_dir):
                "--weights", tiny_weights)
     assert_one_line_error(res, "cuda")
     assert os.listdir(out_dir) == []
+
+
+def test_missing_weights_are_found_before_torch_is_imported(png, tmp_path):
+    code = textwrap.dedent(f"""
+        import sys
+        from crdr_codec.cli import main
+        try:
+            main(["encode", {png!r}, {str(tmp_path / "x.crdr")!r}, "--weights", "nope.pt"])
+        except SystemExit as e:
+            print(e.code, "torch" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert out.stdout.split() == ["1", "False"], (out.stdout, out.stderr)
+    assert out.stderr.strip() == "crdr: error: weights file not found: nope.pt (--weights)"
 
 
 @pytest.mark.parametrize("command", ["encode", "decode"])

@@ -438,3 +438,14 @@ def test_crdr_bench_small(tmp_path, tiny_weights) -> None:
     assert report["results"][1]["per_image"][0]["bytes"] > 0
     text = format_bench(report)
     assert "enc/crdr:tiny" in text and "1.00x" in text and "jpeg" in text
+
+
+def test_report_says_1_image_not_1_images(tmp_path) -> None:
+    from crdr_codec.eval.report import format_report
+
+    summary = {"num_images": 1, "model": {"config": "tiny", "model_id": "0123abcd"},
+               "wall_s": 1.0, "curves": [], "bd_rate": [], "fid": {"enabled": False},
+               "outputs": {"csv": "per_image.csv", "bdrate_csv": "bdrate.csv", "plots": []}}
+    assert format_report(summary, tmp_path).startswith("crdr eval: 1 image, model tiny")
+    summary["num_images"] = 2
+    assert format_report(summary, tmp_path).startswith("crdr eval: 2 images, model tiny")

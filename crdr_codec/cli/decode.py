@@ -13,7 +13,9 @@ from ..runtime import set_threads, tune_malloc
 from .common import (
     IN_PATHS,
     OutputGuard,
+    check_overwrite_options,
     check_paths,
+    check_writable,
     device_option,
     display_name,
     force_option,
@@ -23,6 +25,7 @@ from .common import (
     read_crdr,
     refuse_terminal,
     run_batch,
+    skip_existing_option,
     threads_option,
     write_output,
 )
@@ -50,13 +53,15 @@ from .common import (
               help="Write no metadata from the file (ICC profile, EXIF, XMP) into the image.")
 @threads_option
 @force_option
+@skip_existing_option
 @quiet_option
 def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, strip, threads,
-           force, quiet) -> None:
+           force, skip_existing, quiet) -> None:
     """Decompress .crdr files into images; beta picks the distortion/realism balance.
 
     The weights are chosen by the model id in each file's header (see --weights).
-    An existing output file is not replaced unless --force is given.
+    An existing output file is not replaced unless --force is given (--skip-existing
+    skips its input instead). The -o folder is created if missing.
 
     \b
       crdr decode in.crdr out.png --beta 0
@@ -81,8 +86,9 @@ def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, strip, th
             raise UsageError(str(e)) from None
 
     fmt_name = output_format(fmt, of_name=True) if fmt is not None else "png"
+    check_overwrite_options(force, skip_existing)
     pairs = plan(inputs, output_dir, DEFAULT_EXTENSION[fmt_name])
-    guard = OutputGuard([src for src, _ in pairs], force)
+    guard = OutputGuard([src for src, _ in pairs], force, skip_existing)
     for src, dst in pairs:
         check_paths(src, dst)
         if output_dir is None:
@@ -99,7 +105,9 @@ def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, strip, th
                 if implied != fmt_name:
                     raise UsageError(f"output {dst} has the extension of {implied}, but --format "
                                     f"is {fmt_name}; make them agree")
-            guard.check(dst)
+            if not guard.skips(dst):
+                guard.check(dst)
+    check_writable([(src, dst) for src, dst in pairs if not guard.skips(dst)])
     search = WeightsSearch(weights)
     codecs: dict[bytes, object] = {}  # model id -> Codec, loaded on first use
 
@@ -119,6 +127,8 @@ def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, strip, th
         return codecs[model_id]
 
     def work(src: str, dst: str) -> str:
+        if guard.skips(dst):
+            return guard.skipped(src, dst)
         guard.check(dst)
         data = read_crdr(src)
         # Header checks first: a damaged, forged or oversized file costs no model work

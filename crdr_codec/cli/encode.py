@@ -13,7 +13,10 @@ from ..runtime import set_threads, tune_malloc
 from .common import (
     IN_PATHS,
     OutputGuard,
+    check_overwrite_options,
     check_paths,
+    check_weights_file,
+    check_writable,
     device_option,
     display_name,
     force_option,
@@ -24,6 +27,7 @@ from .common import (
     read_input,
     refuse_terminal,
     run_batch,
+    skip_existing_option,
     threads_option,
     weights_option,
     write_output,
@@ -64,12 +68,14 @@ def _stderr_is_terminal() -> bool:
               help="Store no metadata (ICC profile, EXIF, XMP); by default they are carried.")
 @threads_option
 @force_option
+@skip_existing_option
 @quiet_option
 def encode(inputs, output_dir, q, target_bpp, refine, alpha, weights, device, max_pixels, strip,
-           threads, force, quiet) -> None:
+           threads, force, skip_existing, quiet) -> None:
     """Compress images into .crdr files.
 
-    An existing output file is not replaced unless --force is given.
+    An existing output file is not replaced unless --force is given (--skip-existing
+    skips its input instead). The -o folder is created if missing.
 
     \b
       crdr encode in.png out.crdr --q 2.5
@@ -87,8 +93,9 @@ def encode(inputs, output_dir, q, target_bpp, refine, alpha, weights, device, ma
     refine = check_refine(refine)
     if target_bpp is not None and not 0 < target_bpp < float("inf"):
         raise ParameterError(f"--bpp must be a positive number, got {target_bpp:g}")
+    check_overwrite_options(force, skip_existing)
     pairs = plan(inputs, output_dir, ".crdr")
-    guard = OutputGuard([src for src, _ in pairs], force)
+    guard = OutputGuard([src for src, _ in pairs], force, skip_existing)
     for src, dst in pairs:
         check_paths(src, dst)
         if output_dir is None:
@@ -100,8 +107,12 @@ def encode(inputs, output_dir, q, target_bpp, refine, alpha, weights, device, ma
                 "(to encode several images use -o DIR)"
             )
         refuse_terminal(dst)
-        if output_dir is None:
+        if output_dir is None and not guard.skips(dst):
             guard.check(dst)
+    todo = [(src, dst) for src, dst in pairs if not guard.skips(dst)]
+    check_writable(todo)  # an unwritable folder costs no encode
+    if todo:
+        check_weights_file(weights)  # before torch is imported; the error names the file
     from .. import metadata
     from ..image_io import read_image
 
@@ -110,6 +121,8 @@ def encode(inputs, output_dir, q, target_bpp, refine, alpha, weights, device, ma
     search_lines = not quiet and _stderr_is_terminal()
 
     def work(src: str, dst: str) -> str:
+        if guard.skips(dst):
+            return guard.skipped(src, dst)
         guard.check(dst)
         found: list = []
         rgb = read_image(read_input(src), alpha=alpha, name=display_name(src),
