@@ -786,3 +786,26 @@ def test_short_q_and_threads(runner, tiny_weights, png, tmp_path):
     assert torch.get_num_threads() == 1
     res = crdr(runner, "decode", a, tmp_path / "a.png", "--threads", "0", "--weights", tiny_weights)
     assert res.exit_code == 2  # click's usage error: at least 1
+
+
+def test_jpeg_quality_of_decoded_files(runner, tiny_weights, encoded, out_dir):
+    _, src = encoded
+    sizes = {}
+    for q in (None, "95", "30"):
+        out = out_dir / f"q{q}.jpg"
+        extra = [] if q is None else ["--jpeg-quality", q]
+        res = crdr(runner, "decode", src, out, *extra, "--weights", tiny_weights)
+        assert res.exit_code == 0, res.stderr
+        sizes[q] = out.stat().st_size
+    assert sizes[None] == sizes["95"] > sizes["30"]  # 95 stays the default
+    res = crdr(runner, "decode", src, "-o", out_dir / "b", "--format", "jpeg",
+               "--jpeg-quality", "30", "--weights", tiny_weights)
+    assert res.exit_code == 0 and (out_dir / "b" / "img.jpg").stat().st_size == sizes["30"]
+    for bad in ("0", "101", "high"):
+        res = crdr(runner, "decode", src, out_dir / "x.jpg", "--jpeg-quality", bad,
+                   "--weights", tiny_weights)
+        assert res.exit_code == 2 and "--jpeg-quality" in res.stderr, res.stderr
+    res = crdr(runner, "decode", src, out_dir / "x.png", "--jpeg-quality", "50",
+               "--weights", tiny_weights)
+    assert_usage_error(res, "--jpeg-quality", "JPEG")
+    assert not (out_dir / "x.jpg").exists() and not (out_dir / "x.png").exists()

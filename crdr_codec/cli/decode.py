@@ -43,6 +43,9 @@ from .common import (
                                                          if n.startswith(text.lower())],
               help=f"Image format for -o DIR or stdout ({', '.join(FORMAT_NAMES)}; "
                    "default png). Otherwise the extension of OUTPUT decides.")
+@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=None, metavar="1-100",
+              help="Quality of JPEG output (default 95, with 4:4:4 chroma); only for JPEG "
+                   "output.")
 @click.option("--weights", type=click.Path(),
               help="Weights file, or a folder of *.pt files, searched first for the model id "
                    "in each file's header; then the folders in $CRDR_WEIGHTS_PATH, then the "
@@ -55,8 +58,8 @@ from .common import (
 @force_option
 @skip_existing_option
 @quiet_option
-def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, strip, threads,
-           force, skip_existing, quiet) -> None:
+def decode(inputs, output_dir, beta, fmt, jpeg_quality, weights, device, max_pixels, strip,
+           threads, force, skip_existing, quiet) -> None:
     """Decompress .crdr files into images; beta picks the distortion/realism balance.
 
     The weights are chosen by the model id in each file's header (see --weights).
@@ -89,14 +92,16 @@ def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, strip, th
     check_overwrite_options(force, skip_existing)
     pairs = plan(inputs, output_dir, DEFAULT_EXTENSION[fmt_name])
     guard = OutputGuard([src for src, _ in pairs], force, skip_existing)
+    formats = set()  # of the outputs
     for src, dst in pairs:
         check_paths(src, dst)
         if output_dir is None:
             guard.check_not_input(dst)  # a batch checks each file in turn
         refuse_terminal(dst)
+        formats.add(fmt_name if dst == "-" or fmt is not None else None)
         if dst != "-" and output_dir is None:
             if fmt is None:
-                output_format(dst)  # an unknown extension fails before any work
+                formats.add(output_format(dst))  # an unknown extension fails before any work
             elif Path(dst).suffix:
                 try:
                     implied = format_from_extension(dst)
@@ -107,6 +112,8 @@ def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, strip, th
                                     f"is {fmt_name}; make them agree")
             if not guard.skips(dst):
                 guard.check(dst)
+    if jpeg_quality is not None and "jpeg" not in formats:
+        raise UsageError("--jpeg-quality is for JPEG output (.jpg or --format jpeg)")
     check_writable([(src, dst) for src, dst in pairs if not guard.skips(dst)])
     search = WeightsSearch(weights)
     codecs: dict[bytes, object] = {}  # model id -> Codec, loaded on first use
@@ -143,10 +150,11 @@ def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, strip, th
         if strip:
             meta = meta.stripped()
         if dst == "-":
-            write_output(dst, encode_image_bytes(rgb, fmt_name, meta))
+            write_output(dst, encode_image_bytes(rgb, fmt_name, meta, jpeg_quality))
         else:
             guard.write(dst, lambda replace: write_image(dst, rgb, format=fmt, meta=meta,
-                                                         replace=replace))
+                                                         replace=replace,
+                                                         jpeg_quality=jpeg_quality))
         h, w = rgb.shape[:2]
         return (f"{display_name(src)} -> {'<stdout>' if dst == '-' else dst}: {w}x{h}, "
                 f"beta={beta:g}")
