@@ -1,6 +1,7 @@
 # crdr: set-up, tests and demo. Every target installs what it needs into .venv first.
 #
-#   make demo   encode/decode a Kodak image with the shipped weights (main job)
+#   make demo   encode/decode a Kodak image with the shipped weights (main job);
+#               make demo IMAGE=photo.png for another image
 #   make test   the test suite
 #
 # compressai (training, benchmark baseline) imports torchvision, and PyPI's torchvision
@@ -10,7 +11,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.crdr-installed
-IMAGE  ?= ../shared/data/kodak/kodim23.png
+# the demo's image ships with the repository (docs/demo/README.md: Kodak, unrestricted usage)
+IMAGE  ?= docs/demo/kodim23.png
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 

@@ -205,46 +205,24 @@ class Codec:
 
     def encode_to_bpp(self, rgb: np.ndarray, target_bpp: float, iterations: int = 9,
                       sections=(), progress=None, refine: int = 0) -> EncodeResult:
-        """Largest q whose real file size is at most ``target_bpp`` (bisection on q).
+        """Largest q whose real file size is at most ``target_bpp``, on a grid of
+        ``2 ** iterations`` steps from 0 to 4 (:func:`crdr_codec.bpp_search.search_bpp`:
+        the same answer as a bisection of that many halvings, in a few encodes).
 
         If even q = 0 exceeds the target, the q = 0 file is returned (the smallest we can
-        make; the caller can tell from its size). File size grows with q, so bisection
-        converges to the boundary.
+        make; the caller can tell from its size).
 
-        ``progress``: called after each of the (at most ``iterations + 2``) encodes as
-        ``progress(step, max_steps, q, bpp)``. ``refine``: as in :meth:`encode`, for
-        every one of them.
+        ``progress``: called after each real encode as ``progress(n, q, bpp)``, n = 1, 2,
+        ... (so its last call tells how many encodes the search took). ``refine``: as in
+        :meth:`encode`, for every one of them.
         """
+        from .bpp_search import search_bpp
+
         pixels = rgb.shape[0] * rgb.shape[1]
-        steps = iterations + 2
-        done = [0]
-
-        def bpp(res: EncodeResult) -> float:
-            return len(res.data) * 8 / pixels
-
-        def attempt(q: float) -> EncodeResult:
-            res = self.encode(rgb, q, sections, refine)
-            done[0] += 1
-            if progress is not None:
-                progress(done[0], steps, res.q, bpp(res))
-            return res
-
-        best = attempt(Q_MAX)
-        if bpp(best) <= target_bpp:
-            return best
-        low = attempt(0.0)
-        if bpp(low) > target_bpp:
-            return low
-        lo, hi = 0, q_to_code(Q_MAX)
-        best = low
-        for _ in range(iterations):
-            mid = (lo + hi) // 2
-            res = attempt(code_to_q(mid))
-            if bpp(res) <= target_bpp:
-                lo, best = mid, res
-            else:
-                hi = mid
-        return best
+        found = search_bpp(lambda q: self.encode(rgb, q, sections, refine),
+                           lambda res: len(res.data) * 8 / pixels, target_bpp, q_max=Q_MAX,
+                           steps=2 ** iterations, progress=progress)
+        return found.result
 
     # -------------------------------------------------------------- decode
     def read(self, data: bytes) -> tuple[bitstream.Header, bytes, tuple[bitstream.Section, ...]]:

@@ -36,7 +36,14 @@ class WeightsError(CrdrError, ValueError):
 
 
 class ParameterError(CrdrError, ValueError):
-    """A rate or realism parameter is out of range."""
+    """A rate or realism parameter (or another option's value) is out of range or
+    malformed. The command line reports it as a usage error (exit code 2)."""
+
+
+class UsageError(ParameterError):
+    """The command line is used wrongly: options that do not go together, a missing or
+    extra argument, an output name that cannot be meant (exit code 2, as click's own
+    errors). What goes wrong with a file itself is a :class:`CrdrError` (exit code 1)."""
 
 
 class DependencyError(CrdrError, ImportError):

@@ -31,7 +31,8 @@ from typing import Union
 
 from .errors import OutputError, OutputExistsError
 
-__all__ = ["OutputError", "OutputExistsError", "atomic_write_bytes", "atomic_writer", "folder_lock"]
+__all__ = ["OutputError", "OutputExistsError", "atomic_write_bytes", "atomic_writer",
+           "check_writable", "folder_lock"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -165,6 +166,30 @@ def _write_in_place(path: PathLike, target: str, data: bytes) -> None:
             f.write(data)
     except OSError as exc:
         raise _output_error(path, exc) from exc
+
+
+def check_writable(path: PathLike) -> None:
+    """Check, before any work, that ``path`` could be written: a temporary file is created
+    (and removed at once) where :func:`atomic_write_bytes` would create it. This asks the
+    file system itself, so it also holds for root, read-only mounts and ``/proc``, where
+    permission bits tell nothing. A target that is not a regular file (``/dev/null``, a
+    pipe, which must not be opened before its time) is not checked: it is written in place.
+
+    Raises:
+        OutputError: the folder does not exist, is not writable or cannot hold files;
+            the target is a directory. The message names the folder (or ``path``).
+    """
+    target, special = _resolve(path)
+    if special:
+        return
+    directory = os.path.dirname(target) or "."
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".crdr-check.", dir=directory)
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise OutputError(f"cannot write to folder '{directory}': {reason}") from exc
+    os.close(fd)
+    _remove_quietly(tmp)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes, replace: bool = True) -> None:

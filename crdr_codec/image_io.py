@@ -57,11 +57,13 @@ ALPHA_MODES = ("refuse", "drop")
 _EXTENSIONS = EXTENSION_FORMATS
 _ALIASES = FORMAT_ALIASES
 _PIL_FORMATS = {name: name.upper() for name in FORMAT_NAMES}
+#: JPEG quality of decoded images unless asked otherwise (crdr decode --jpeg-quality).
+DEFAULT_JPEG_QUALITY = 95
 _SAVE_OPTIONS: dict[str, dict] = {
     "png": {"compress_level": 6},
     # 4:4:4 chroma: the decoded image is evaluated against the original; chroma
     # subsampling would add its own loss on top of the codec's.
-    "jpeg": {"quality": 95, "subsampling": 0},
+    "jpeg": {"quality": DEFAULT_JPEG_QUALITY, "subsampling": 0},
     # Lossless: the file holds exactly what the decoder produced.
     "webp": {"lossless": True},
     "tiff": {},
@@ -98,7 +100,7 @@ def _canonical_format(fmt: str) -> str:
     name = _ALIASES.get(name, name)
     if name not in _PIL_FORMATS:
         raise ImageError(
-            f"unknown image format '{fmt}'; use {format_list()}"
+            f"unsupported image format '{fmt}'; crdr writes {format_list()}"
         )
     return name
 
@@ -115,15 +117,21 @@ def format_from_extension(path: PathLike) -> str:
         One of ``'png'``, ``'jpeg'``, ``'webp'``, ``'tiff'``, ``'bmp'``, ``'ppm'``.
 
     Raises:
-        ImageError: the extension is missing or not a supported image format.
+        ImageError: the extension is missing (the message says so) or not that of a
+            format crdr writes (the message lists them).
     """
     name = os.fspath(path)
     ext = os.path.splitext(name)[1].lower()
     try:
         return _EXTENSIONS[ext]
     except KeyError:
+        if not ext:
+            raise ImageError(
+                f"cannot tell the image format from '{name}' (no extension); {_EXTENSION_HINT}"
+            ) from None
         raise ImageError(
-            f"cannot tell the image format from '{name}'; {_EXTENSION_HINT}"
+            f"cannot write '{name}': {ext} is not a supported image format; crdr writes "
+            f"{format_list()} ({extension_list()})"
         ) from None
 
 
@@ -139,7 +147,7 @@ def _check_rgb(rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def _save(rgb: np.ndarray, fp, fmt: str, meta=None) -> None:
+def _save(rgb: np.ndarray, fp, fmt: str, meta=None, jpeg_quality: int | None = None) -> None:
     from .metadata import save_options, to_gray
 
     Image.init()
@@ -151,10 +159,23 @@ def _save(rgb: np.ndarray, fp, fmt: str, meta=None) -> None:
         im = to_gray(rgb)  # one channel: the mean of the decoded three
     else:
         im = Image.fromarray(rgb)
-    im.save(fp, format=pil_format, **_SAVE_OPTIONS[fmt], **save_options(meta, fmt))
+    options = dict(_SAVE_OPTIONS[fmt])
+    if fmt == "jpeg" and jpeg_quality is not None:
+        options["quality"] = _check_jpeg_quality(jpeg_quality)
+    im.save(fp, format=pil_format, **options, **save_options(meta, fmt))
 
 
-def encode_image_bytes(rgb: np.ndarray, fmt: str, meta=None) -> bytes:
+def _check_jpeg_quality(quality) -> int:
+    from .errors import ParameterError
+
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) \
+            or not 1 <= quality <= 100:
+        raise ParameterError(f"JPEG quality must be an integer in [1, 100], got {quality!r}")
+    return int(quality)
+
+
+def encode_image_bytes(rgb: np.ndarray, fmt: str, meta=None,
+                       jpeg_quality: int | None = None) -> bytes:
     """Encode an image in memory, e.g. for writing to stdout.
 
     Args:
@@ -170,15 +191,15 @@ def encode_image_bytes(rgb: np.ndarray, fmt: str, meta=None) -> bytes:
     """
     name = _canonical_format(fmt)
     buf = io.BytesIO()
-    _save(rgb, buf, name, meta)
+    _save(rgb, buf, name, meta, jpeg_quality)
     return buf.getvalue()
 
 
 def write_image(path: PathLike, rgb: np.ndarray, format: str | None = None, meta=None,
-                replace: bool = True) -> None:
+                replace: bool = True, jpeg_quality: int | None = None) -> None:
     """Write an RGB image atomically; the format follows the extension of ``path``.
 
-    JPEG is written at quality 95 with 4:4:4 chroma, WebP losslessly, PNG at
+    JPEG is written at quality 95 (or ``jpeg_quality``) with 4:4:4 chroma, WebP losslessly, PNG at
     compression level 6.
 
     Args:
@@ -189,6 +210,8 @@ def write_image(path: PathLike, rgb: np.ndarray, format: str | None = None, meta
             where the format holds them; grayscale writes one channel).
         replace: if False, an existing file at ``path`` is never replaced
             (:class:`~crdr_codec.errors.OutputExistsError`).
+        jpeg_quality: quality 1-100 of a JPEG file (default
+            :data:`DEFAULT_JPEG_QUALITY`); other formats ignore it.
 
     Raises:
         ImageError: the format cannot be told from the extension or is unknown.
@@ -201,7 +224,7 @@ def write_image(path: PathLike, rgb: np.ndarray, format: str | None = None, meta
     rgb = _check_rgb(rgb)
     with atomic_writer(path, replace=replace) as tmp:
         try:
-            _save(rgb, tmp, fmt, meta)
+            _save(rgb, tmp, fmt, meta, jpeg_quality)
         except OSError as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
             raise OutputError(f"cannot write '{os.fspath(path)}': {reason}") from exc

@@ -2,7 +2,9 @@
 
 At encode time :func:`from_image` takes from the opened original: its ICC profile, its
 EXIF block (with the orientation reset to 1, because crdr applies the orientation to the
-pixels), its XMP packet, and whether it was grayscale. :func:`to_sections` stores them in
+pixels, and only descriptive tags: a TIFF's first IFD also holds the tags that lay out its
+own pixel data, see :data:`STRUCTURAL_TAGS`), its XMP packet, and whether it was
+grayscale. :func:`to_sections` stores them in
 the optional sections of the container (docs/FORMAT.md); :func:`from_sections` reads them
 back, and :func:`save_options` turns them into Pillow save arguments for the decoded file
 (formats that cannot hold a field simply do not get it). Only Pillow and the standard
@@ -18,7 +20,29 @@ from PIL import Image
 from . import bitstream
 
 _ORIENTATION = 0x0112
+_XMP_TAG = 700  # TIFF tag of the XMP packet
 _GRAY_MODES = ("1", "L", "LA", "La", "I", "F")
+
+#: TIFF tags of the first IFD that describe how that file stores its pixels, not the
+#: picture: never carried as EXIF (they would be wrong for the decoded file, and a
+#: float TIFF's BitsPerSample or SampleFormat could mislead a reader of it). The ICC
+#: profile and XMP packet, which TIFF also keeps as tags, travel as their own sections.
+STRUCTURAL_TAGS = frozenset({
+    254, 255,  # NewSubfileType, SubfileType
+    256, 257, 258, 259,  # ImageWidth, ImageLength, BitsPerSample, Compression
+    262, 263, 264, 265, 266,  # PhotometricInterpretation, Threshholding, CellWidth/Length, FillOrder
+    273, 277, 278, 279,  # StripOffsets, SamplesPerPixel, RowsPerStrip, StripByteCounts
+    280, 281, 284,  # MinSampleValue, MaxSampleValue, PlanarConfiguration
+    288, 289, 290, 291,  # FreeOffsets, FreeByteCounts, GrayResponseUnit, GrayResponseCurve
+    292, 293, 317, 320,  # T4Options, T6Options, Predictor, ColorMap
+    322, 323, 324, 325,  # TileWidth, TileLength, TileOffsets, TileByteCounts
+    330, 332, 338, 339,  # SubIFDs, InkSet, ExtraSamples, SampleFormat
+    340, 341, 347,  # SMinSampleValue, SMaxSampleValue, JPEGTables
+    *range(512, 522),  # old-style JPEG compression (JPEGProc ... JPEGACTables)
+    529, 530, 531, 532,  # YCbCrCoefficients, YCbCrSubSampling, YCbCrPositioning, ReferenceBlackWhite
+    _XMP_TAG, 34675,  # XMP, InterColorProfile (carried as sections of their own)
+    37724,  # ImageSourceData (Photoshop's layers)
+})
 
 
 @dataclass
@@ -45,6 +69,8 @@ def from_image(im: Image.Image) -> Metadata:
     icc = im.info.get("icc_profile") or None
     exif = None
     ex = im.getexif()
+    for tag in STRUCTURAL_TAGS & set(ex):
+        del ex[tag]
     if len(ex):
         ex[_ORIENTATION] = 1  # the pixels are stored upright (Pillow may drop the tag instead)
         exif = ex.tobytes() or None
@@ -91,7 +117,14 @@ def save_options(meta: Metadata | None, fmt: str) -> dict:
         if meta.exif:
             opts["exif"] = meta.exif
     if meta.xmp:
-        if fmt in ("jpeg", "webp"):
+        if fmt == "tiff":  # TIFF keeps XMP as a tag of its IFD, beside the EXIF ones
+            ex = Image.Exif()
+            if meta.exif:
+                ex.load(meta.exif)
+            ex[_XMP_TAG] = bytes(meta.xmp)
+            opts.pop("exif", None)
+            opts["tiffinfo"] = ex
+        elif fmt in ("jpeg", "webp"):
             opts["xmp"] = meta.xmp
         elif fmt == "png":
             from PIL.PngImagePlugin import PngInfo

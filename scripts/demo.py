@@ -4,6 +4,8 @@ Runs the real `crdr` command line (as a shell script would) with the shipped wei
 and prints file sizes, bits per pixel, PSNR and LPIPS for every combination.
 
     python scripts/demo.py [IMAGE] [--out DIR]
+
+IMAGE defaults to docs/demo/kodim23.png, which ships with the repository.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Ships with the repository (docs/demo/README.md: Kodak's kodim23, unrestricted usage).
+DEFAULT_IMAGE = ROOT / "docs" / "demo" / "kodim23.png"
 
 
 def crdr(*args: str) -> float:
@@ -30,7 +34,8 @@ def crdr(*args: str) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("image", nargs="?", default=str(ROOT.parent / "shared/data/kodak/kodim23.png"))
+    ap.add_argument("image", nargs="?", default=str(DEFAULT_IMAGE),
+                    help="the image (default: docs/demo/kodim23.png, shipped)")
     ap.add_argument("--out", help="keep the files in this folder (default: a temp folder)")
     args = ap.parse_args()
     src = Path(args.image)

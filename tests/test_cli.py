@@ -61,9 +61,10 @@ def info_json(runner, path) -> dict:
     return json.loads(res.stdout)
 
 
-def assert_one_line_error(res, *words: str) -> None:
-    """Exit code 1, a single 'crdr: error:' line on stderr naming each of ``words``."""
-    assert res.exit_code == 1, (res.exit_code, res.stdout, res.stderr, res.exception)
+def assert_one_line_error(res, *words: str, code: int = 1) -> None:
+    """Exit code 1 (or ``code``), a single 'crdr: error:' line on stderr naming each of
+    ``words``."""
+    assert res.exit_code == code, (res.exit_code, res.stdout, res.stderr, res.exception)
     # A CrdrError must not escape as an exception (that would be a traceback).
     assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
     lines = res.stderr.strip().splitlines()
@@ -72,6 +73,11 @@ def assert_one_line_error(res, *words: str) -> None:
     assert "Traceback" not in res.stderr
     for w in words:
         assert w.lower() in lines[0].lower(), (w, lines[0])
+
+
+def assert_usage_error(res, *words: str) -> None:
+    """A usage error: exit code 2 (as click's own), one 'crdr: error:' line."""
+    assert_one_line_error(res, *words, code=2)
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +178,7 @@ def test_out_of_range_parameter_is_refused(runner, tiny_weights, encoded, out_di
     src, crdr_file = encoded
     inp, out = (src, out_dir / "x.crdr") if command == "encode" else (crdr_file, out_dir / "x.png")
     res = crdr(runner, command, inp, out, f"{option}={value}", "--weights", tiny_weights)
-    assert_one_line_error(res, option.lstrip("-"))
+    assert_usage_error(res, option.lstrip("-"))
     assert os.listdir(out_dir) == []
 
 
@@ -233,21 +239,128 @@ def test_batch_name_collision_is_refused(runner, tiny_weights, tmp_path, out_dir
     p1 = save_png(tmp_path / "x" / "img.png", 16, 16)
     p2 = save_png(tmp_path / "y" / "img.png", 16, 16, seed=1)
     res = crdr(runner, "encode", p1, p2, "-o", out_dir, "--weights", tiny_weights)
-    assert_one_line_error(res, "img.crdr")
+    assert_usage_error(res, "img.crdr")
     assert os.listdir(out_dir) == []
 
 
-def test_batch_output_folder_must_exist(runner, tiny_weights, png, tmp_path):
-    res = crdr(runner, "encode", png, "-o", tmp_path / "nope", "--weights", tiny_weights)
-    assert_one_line_error(res, "does not exist")
-    assert not (tmp_path / "nope").exists()
+def test_batch_output_folder_is_created(runner, tiny_weights, png, tmp_path):
+    """`crdr encode *.png -o out/` (the README's first batch command) with no out/ yet:
+    the folder and its parents are made, as `crdr eval -o` does; decode too."""
+    out = tmp_path / "new" / "deeper" / "out"
+    res = crdr(runner, "encode", png, "-o", f"{out}/", "--weights", tiny_weights)
+    assert res.exit_code == 0, res.stderr
+    assert os.listdir(out) == ["img.crdr"]
+    dec = tmp_path / "dec" / "ed"
+    res = crdr(runner, "decode", out / "img.crdr", "-o", dec, "--weights", tiny_weights)
+    assert res.exit_code == 0, res.stderr
+    assert os.listdir(dec) == ["img.png"]
+    # a usage error is found before anything is made
+    res = crdr(runner, "encode", png, "-", "-o", tmp_path / "not-made", "--weights", tiny_weights)
+    assert res.exit_code == 2 and not (tmp_path / "not-made").exists()
+    # a file where the folder should be: one line naming it
+    (tmp_path / "afile").write_text("x")
+    res = crdr(runner, "encode", png, "-o", tmp_path / "afile", "--weights", tiny_weights)
+    assert res.exit_code == 2 and "afile" in res.stderr  # click's own check
+    res = crdr(runner, "encode", png, "-o", tmp_path / "afile" / "sub", "--weights", tiny_weights)
+    assert_one_line_error(res, "afile")
+
+
+def _no_model(monkeypatch):
+    """Any model work fails the test's command loudly (``Codec`` is where it starts)."""
+    import crdr_codec.codec
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(crdr_codec.codec, "Codec", no_load)
+
+
+def _unwritable_folder(tmp_path) -> Path:
+    """A folder no file can be created in, even by root: /proc (chmod does not stop
+    root), else a chmod 500 folder."""
+    if os.path.isdir("/proc/self") and os.geteuid() == 0:
+        return Path("/proc")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    return ro
+
+
+@pytest.mark.parametrize("command", ["encode", "decode"])
+@pytest.mark.parametrize("how", ["batch", "single"])
+def test_unwritable_output_is_found_before_any_model_work(runner, tiny_weights, encoded,
+                                                          tmp_path, monkeypatch, command, how):
+    inp = encoded[0] if command == "encode" else encoded[1]
+    ro = _unwritable_folder(tmp_path)
+    _no_model(monkeypatch)
+    args = ["-o", ro] if how == "batch" else [ro / ("x.crdr" if command == "encode" else "x.png")]
+    res = crdr(runner, command, inp, *args, "--weights", tiny_weights)
+    assert_one_line_error(res, str(ro), "cannot write")
+    assert "loaded" not in res.stderr
+    assert not any(p.name.startswith(".crdr-check") for p in tmp_path.rglob("*"))
+
+
+@pytest.mark.parametrize("command", ["encode", "decode"])
+def test_skip_existing_resumes_a_batch(runner, tiny_weights, tmp_path, command):
+    src = tmp_path / "src"
+    src.mkdir()
+    names = [save_png(src / f"{n}.png", 24, 32, seed=i) for i, n in enumerate("abc")]
+    out = tmp_path / "out"
+    if command == "decode":
+        assert crdr(runner, "encode", *names, "-o", src, "--weights", tiny_weights).exit_code == 0
+        names = [str(src / f"{n}.crdr") for n in "abc"]
+    ext = ".crdr" if command == "encode" else ".png"
+    # an interrupted batch: a is done, b too (with other bytes, which must be kept)
+    res = crdr(runner, command, names[0], "-o", out, "--weights", tiny_weights)
+    assert res.exit_code == 0, res.stderr
+    (out / f"b{ext}").write_bytes(b"done before")
+    before = (out / f"a{ext}").stat().st_mtime_ns
+
+    res = crdr(runner, command, *names, "-o", out, "--weights", tiny_weights)
+    assert res.exit_code == 1  # without the option every done file is an error
+    assert res.stderr.count("already exists") == 2
+    (out / f"c{ext}").unlink()  # (c was done by that run: interrupted before it instead)
+
+    res = crdr(runner, command, *names, "-o", out, "--skip-existing", "--weights", tiny_weights)
+    assert res.exit_code == 0, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 3, res.stderr
+    assert lines[0].startswith("[1/3] ") and f"a{ext}: skipped (exists)" in lines[0]
+    assert lines[1].startswith("[2/3] ") and f"b{ext}: skipped (exists)" in lines[1]
+    assert lines[2].startswith("[3/3] ") and "skipped" not in lines[2]
+    assert (out / f"b{ext}").read_bytes() == b"done before"
+    assert (out / f"a{ext}").stat().st_mtime_ns == before
+    assert sorted(os.listdir(out)) == [f"{n}{ext}" for n in "abc"]
+
+    # a single file too
+    res = crdr(runner, command, names[0], out / f"a{ext}", "--skip-existing",
+               "--weights", tiny_weights)
+    assert res.exit_code == 0 and "skipped (exists)" in res.stderr, res.stderr
+
+    # not with --force: a usage error
+    res = crdr(runner, command, *names, "-o", out, "--skip-existing", "--force",
+               "--weights", tiny_weights)
+    assert_usage_error(res, "--force", "--skip-existing")
 
 
 def test_batch_usage_errors(runner, tiny_weights, png, out_dir):
+    """Errors in the command line itself exit 2, as the README says (and click's do)."""
     res = crdr(runner, "encode", png, "-", "-o", out_dir, "--weights", tiny_weights)
-    assert_one_line_error(res, "stdin")
+    assert_usage_error(res, "stdin")
     res = crdr(runner, "encode", png, png, png, "--weights", tiny_weights)  # no -o
-    assert_one_line_error(res, "-o DIR")
+    assert_usage_error(res, "-o DIR")
+    res = crdr(runner, "encode", png, "--weights", tiny_weights)  # no output at all
+    assert_usage_error(res, "OUTPUT")
+    res = crdr(runner, "encode", png, out_dir / "x.crdr", "--q", "2", "--bpp", "0.3",
+               "--weights", tiny_weights)
+    assert_usage_error(res, "--q", "--bpp")
+    res = crdr(runner, "encode", png, out_dir / "x.png", "--weights", tiny_weights)
+    assert_usage_error(res, ".crdr")
+    res = crdr(runner, "decode", png, out_dir / "x.jpg", "--format", "png",
+               "--weights", tiny_weights)
+    assert_usage_error(res, "--format")
+    res = crdr(runner, "encode", png, out_dir / "x.crdr", "--alpha", "keep")  # click's own
+    assert res.exit_code == 2
     assert os.listdir(out_dir) == []
 
 
@@ -397,6 +510,7 @@ def test_batch_decode_errors_name_each_file(runner, tiny_weights, encoded, tmp_p
 def test_bad_weights_file(runner, png, tmp_path, out_dir):
     res = crdr(runner, "encode", png, out_dir / "x.crdr", "--weights", tmp_path / "nope.pt")
     assert_one_line_error(res, "weights", "nope.pt")
+    assert "img.png" not in res.stderr  # the weights are wrong, not the input
     # A file that is not a weights file (torch's own error spans several lines).
     res = crdr(runner, "encode", png, out_dir / "x.crdr", "--weights", png)
     assert_one_line_error(res, "weights")
@@ -414,6 +528,21 @@ def test_unavailable_device(runner, tiny_weights, png, out_dir):
     assert os.listdir(out_dir) == []
 
 
+def test_missing_weights_are_found_before_torch_is_imported(png, tmp_path):
+    code = textwrap.dedent(f"""
+        import sys
+        from crdr_codec.cli import main
+        try:
+            main(["encode", {png!r}, {str(tmp_path / "x.crdr")!r}, "--weights", "nope.pt"])
+        except SystemExit as e:
+            print(e.code, "torch" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert out.stdout.split() == ["1", "False"], (out.stdout, out.stderr)
+    assert out.stderr.strip() == "crdr: error: weights file not found: nope.pt (--weights)"
+
+
 @pytest.mark.parametrize("command", ["encode", "decode"])
 def test_output_folder_does_not_exist(runner, tiny_weights, encoded, tmp_path, command):
     inp = encoded[0] if command == "encode" else encoded[1]
@@ -428,13 +557,23 @@ def test_unknown_output_extension_fails_before_any_work(runner, encoded, tmp_pat
     # model is even loaded (so a typo costs nothing).
     res = crdr(runner, "decode", encoded[1], out_dir / "out.xyz",
                "--weights", tmp_path / "no-such-weights.pt")
-    assert_one_line_error(res, "out.xyz", ".png")
+    assert_usage_error(res, "out.xyz", ".png")
     assert "weights" not in res.stderr
     assert os.listdir(out_dir) == []
 
     res = crdr(runner, "decode", encoded[1], out_dir / "out.png", "--format", "xyz",
                "--weights", tmp_path / "no-such-weights.pt")
-    assert_one_line_error(res, "xyz")
+    assert_usage_error(res, "xyz")
+    assert os.listdir(out_dir) == []
+
+
+@pytest.mark.parametrize("how", ["name", "format"])
+def test_gif_output_is_unsupported_and_the_formats_are_listed(runner, tiny_weights, encoded,
+                                                              out_dir, how):
+    args = [out_dir / "out.gif"] if how == "name" else ["-o", out_dir, "--format", "gif"]
+    res = crdr(runner, "decode", encoded[1], *args, "--weights", tiny_weights)
+    assert_usage_error(res, "gif", "unsupported", "png, jpeg, webp, tiff, bmp or ppm")
+    assert "cannot tell" not in res.stderr
     assert os.listdir(out_dir) == []
 
 
@@ -492,11 +631,15 @@ def test_bpp_target(runner, tiny_weights, tmp_path, out_dir):
     m = re.search(r"q=([0-9.]+)", res.stderr)
     assert m, res.stderr
     assert float(m.group(1)) == pytest.approx(info_json(runner, out)["q"], abs=1e-4)
+    # the result line says how many encodes the search took (the former bisection: 11)
+    m = re.search(r"\(--bpp [0-9.]+: (\d+) encodes?\)", res.stderr)
+    assert m, res.stderr
+    assert 1 <= int(m.group(1)) < 11
 
-    for bad in ("0", "-1", "nan"):
+    for bad in ("0", "-1", "nan", "inf"):
         res = crdr(runner, "encode", src, out_dir / "bad.crdr", f"--bpp={bad}",
                    "--weights", tiny_weights)
-        assert_one_line_error(res, "--bpp")
+        assert_usage_error(res, "--bpp")
     assert not (out_dir / "bad.crdr").exists()
 
 
@@ -651,3 +794,26 @@ def test_short_q_and_threads(runner, tiny_weights, png, tmp_path):
     assert res.exit_code == 0 and a.read_bytes() == b.read_bytes()
     res = crdr(runner, "decode", a, tmp_path / "a.png", "--threads", "0", "--weights", tiny_weights)
     assert res.exit_code == 2  # click's usage error: at least 1
+
+
+def test_jpeg_quality_of_decoded_files(runner, tiny_weights, encoded, out_dir):
+    _, src = encoded
+    sizes = {}
+    for q in (None, "95", "30"):
+        out = out_dir / f"q{q}.jpg"
+        extra = [] if q is None else ["--jpeg-quality", q]
+        res = crdr(runner, "decode", src, out, *extra, "--weights", tiny_weights)
+        assert res.exit_code == 0, res.stderr
+        sizes[q] = out.stat().st_size
+    assert sizes[None] == sizes["95"] > sizes["30"]  # 95 stays the default
+    res = crdr(runner, "decode", src, "-o", out_dir / "b", "--format", "jpeg",
+               "--jpeg-quality", "30", "--weights", tiny_weights)
+    assert res.exit_code == 0 and (out_dir / "b" / "img.jpg").stat().st_size == sizes["30"]
+    for bad in ("0", "101", "high"):
+        res = crdr(runner, "decode", src, out_dir / "x.jpg", "--jpeg-quality", bad,
+                   "--weights", tiny_weights)
+        assert res.exit_code == 2 and "--jpeg-quality" in res.stderr, res.stderr
+    res = crdr(runner, "decode", src, out_dir / "x.png", "--jpeg-quality", "50",
+               "--weights", tiny_weights)
+    assert_usage_error(res, "--jpeg-quality", "JPEG")
+    assert not (out_dir / "x.jpg").exists() and not (out_dir / "x.png").exists()

@@ -365,7 +365,7 @@ def test_terminal_output_is_lines_that_never_overwrite_each_other(tiny_weights, 
     assert lines and all(line.startswith(("crdr: ", "[1/2] ", "[2/2] ")) for line in lines), lines
     assert any(line.startswith("[1/2] ") for line in lines)
     assert any(line.startswith("[2/2] ") for line in lines)
-    assert sum("try 1 " in line for line in lines) == 2  # each file's search shows its steps
+    assert sum("try 1:" in line for line in lines) == 2  # each file's search shows its steps
     notes = [line for line in lines if line.startswith("crdr: note:")]
     assert len(notes) == 1 and "deep.png" in notes[0] and "16-bit" in notes[0]
     assert "Traceback" not in shown and "warnings.warn" not in shown

@@ -393,7 +393,7 @@ def test_crdr_eval_argument_errors(tmp_path, runner, tiny_weights) -> None:
                            (["--anchor-q", "jpeg=0:200:50"], "outside [1, 100]"),
                            (["--jobs", "0"], "--jobs must be positive")):
         res = runner.invoke(main, base + extra)
-        assert res.exit_code == 1 and message in res.stderr, res.stderr
+        assert res.exit_code == 2 and message in res.stderr, res.stderr  # usage errors
     res = runner.invoke(main, ["eval", str(tmp_path / "missing"), "-o", str(tmp_path / "o"), "--no-fid"])
     assert res.exit_code == 1 and "not a folder" in res.stderr
 
@@ -416,7 +416,7 @@ def test_eval_settings_are_checked_in_the_library(tmp_path, runner) -> None:
         if option in ("--crop-size", "--crop-bpp", "--patch-size"):
             value = str(next(iter(settings.values())))
             res = runner.invoke(main, ["eval", str(data), "-o", str(out), "--no-fid", option, value])
-            assert res.exit_code == 1 and message in res.stderr, res.stderr
+            assert res.exit_code == 2 and message in res.stderr, res.stderr
     assert not out.exists()
 
 
@@ -442,3 +442,14 @@ def test_crdr_bench_small(tmp_path, tiny_weights) -> None:
     assert report["results"][1]["per_image"][0]["bytes"] > 0
     text = format_bench(report)
     assert "enc/crdr:tiny" in text and "1.00x" in text and "jpeg" in text
+
+
+def test_report_says_1_image_not_1_images(tmp_path) -> None:
+    from crdr_codec.eval.report import format_report
+
+    summary = {"num_images": 1, "model": {"config": "tiny", "model_id": "0123abcd"},
+               "wall_s": 1.0, "curves": [], "bd_rate": [], "fid": {"enabled": False},
+               "outputs": {"csv": "per_image.csv", "bdrate_csv": "bdrate.csv", "plots": []}}
+    assert format_report(summary, tmp_path).startswith("crdr eval: 1 image, model tiny")
+    summary["num_images"] = 2
+    assert format_report(summary, tmp_path).startswith("crdr eval: 2 images, model tiny")

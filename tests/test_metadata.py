@@ -73,3 +73,39 @@ def test_strip_drops_metadata(runner, tiny_weights, tmp_path):
     enc, out = _round_trip(runner, tiny_weights, tmp_path, im, {"icc_profile": ICC},
                            decode_extra=["--strip"])
     assert "icc_profile" not in out.info
+
+
+def test_xmp_travels_into_tiff(runner, tiny_weights, tmp_path):
+    """As into PNG, JPEG and WebP: TIFF keeps XMP as its tag 700, beside the EXIF."""
+    im = Image.fromarray(natural_image(32, 32))
+    _, out = _round_trip(runner, tiny_weights, tmp_path, im,
+                         {"xmp": XMP, "quality": 95, "exif": _exif(1)}, out_name="out.tif")
+    assert out.format == "TIFF"
+    assert out.info.get("xmp") == XMP
+    assert out.getexif().get(0x010F) == "TestCam"
+
+
+def test_only_descriptive_tags_of_a_tiff_are_carried(runner, tiny_weights, tmp_path):
+    """A float TIFF's first IFD also lays out its pixels (BitsPerSample, SampleFormat,
+    StripOffsets, ...): those are not EXIF of the picture and must not reach the decoded
+    file; its description, camera and artist do."""
+    import numpy as np
+
+    from crdr_codec.metadata import STRUCTURAL_TAGS
+
+    src = tmp_path / "float.tif"
+    arr = natural_image(24, 40)[:, :, 0].astype(np.float32) / 255
+    Image.fromarray(arr, mode="F").save(src, tiffinfo={270: "a float picture", 271: "TestCam",
+                                                       315: "Someone"})
+    with Image.open(src) as im:  # (the input does have them)
+        assert {258, 273, 279, 339} <= set(im.getexif())
+    enc, out = tmp_path / "a.crdr", tmp_path / "out.png"
+    assert _run(runner, "encode", src, enc, "--weights", tiny_weights).exit_code == 0
+    assert _run(runner, "decode", enc, out, "--weights", tiny_weights).exit_code == 0
+    with Image.open(out) as im:
+        ex = im.getexif()
+    assert not STRUCTURAL_TAGS & set(ex), sorted(ex)
+    for tag in (256, 257, 258, 259, 262, 273, 277, 278, 279, 284, 339):
+        assert tag not in ex, tag
+    assert ex.get(270) == "a float picture" and ex.get(271) == "TestCam"
+    assert ex.get(315) == "Someone"

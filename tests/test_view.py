@@ -221,7 +221,7 @@ def test_view_command_errors_are_one_line_before_any_server(runner, files, tiny_
     ]
     for args, message in cases:
         res = runner.invoke(main, ["view", "--weights", tiny_weights, *args, "--no-browser"])
-        assert res.exit_code == 1, (args, res.output)
+        assert res.exit_code == (2 if "--beta" in args else 1), (args, res.output)
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("crdr: error: ") and message in lines[0], \
             (args, res.stderr)
@@ -344,3 +344,33 @@ def test_page_in_headless_chromium(codec, files, tmp_path):
             browser.close()
     assert not errors, errors
     assert session.stats()["entropy_decodes"] == 1
+
+
+def test_a_busy_port_fails_fast_before_any_work(runner, files, tiny_weights, monkeypatch):
+    """The port is bound before the model is loaded or the file decoded: a port in use is
+    one line at once, not after seconds of work."""
+    import socket
+    import time
+
+    import crdr_codec.view.command as command
+
+    def no_session(*args, **kwargs):
+        raise AssertionError("the session was opened")
+
+    monkeypatch.setattr(command, "open_session", no_session)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        t = time.monotonic()
+        res = runner.invoke(main, ["view", files["crdr"], "--port", str(port),
+                                        "--no-browser", "--weights", tiny_weights])
+        took = time.monotonic() - t
+    finally:
+        busy.close()
+    assert res.exit_code == 1, (res.output, res.exception)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("crdr: error: cannot listen on 127.0.0.1:"), \
+        res.stderr
+    assert str(port) in lines[0] and took < 1.0

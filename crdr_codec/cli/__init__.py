@@ -9,6 +9,12 @@ Heavy modules (torch, the model) are imported inside command bodies, so `crdr --
 `crdr --version` and `crdr info` start fast. Every user-caused failure (a CrdrError) is
 printed as one line on stderr with a non-zero exit code; genuine bugs keep their
 traceback.
+
+Exit codes, one rule: 2 for a usage error, i.e. anything wrong with the command line
+itself (click's own errors, and crdr's ParameterError / UsageError: an option value out
+of range, options that do not go together, a missing output); 1 for an error with a file
+(missing, unreadable, corrupt, existing, unwritable, a model that cannot be found);
+3 for ``crdr encode --bpp`` when a target could not be reached; 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -18,19 +24,25 @@ import sys
 
 import click
 
-from ..errors import CrdrError
+from ..errors import CrdrError, ParameterError
 from ..view.command import view
 from . import bench, decode, encode, evaluate, export, info, train
 from .common import error_line
 from .encode import EXIT_BPP_NOT_REACHED
 
-__all__ = ["EXIT_BPP_NOT_REACHED", "main", "version_text"]
+__all__ = ["EXIT_BPP_NOT_REACHED", "EXIT_USAGE", "main", "version_text"]
+
+#: Exit code of a usage error (the command line itself is wrong), as click's own errors.
+EXIT_USAGE = 2
 
 
 class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except ParameterError as e:
+            click.echo(error_line(e), err=True)
+            sys.exit(EXIT_USAGE)
         except CrdrError as e:
             click.echo(error_line(e), err=True)
             sys.exit(1)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import CrdrError, InputNotice, OutputExistsError
+from ..errors import CrdrError, InputNotice, OutputExistsError, UsageError
 
 # ------------------------------------------------------------------------ printing
 
@@ -36,6 +36,11 @@ def error_line(e: CrdrError) -> str:
     """The one stderr line for a user error (messages from other libraries, e.g. torch's
     unpickler, can span several lines)."""
     return "crdr: error: " + " ".join(str(e).split())
+
+
+def plural(n: int, noun: str) -> str:
+    """'1 image', '2 images': a count with its noun."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def display_name(path: str) -> str:
@@ -79,12 +84,24 @@ def threads_option(f):
 
 def weights_option(f):
     return click.option("--weights", type=click.Path(dir_okay=False),
-                        help="Weights file (default: the shipped weights/crdr-lite.pt).")(f)
+                        help="Model file: a package (.crdrm) or torch weights (.pt, exported on first "
+                             "use; needs torch). Default: the shipped model.")(f)
 
 
 def force_option(f):
     return click.option("-f", "--force", is_flag=True,
                         help="Replace output files that exist (never an input file).")(f)
+
+
+def skip_existing_option(f):
+    return click.option("--skip-existing", is_flag=True,
+                        help="Skip inputs whose output file exists (named as skipped), so a "
+                             "rerun of an interrupted batch resumes it; not with --force.")(f)
+
+
+def check_overwrite_options(force: bool, skip_existing: bool) -> None:
+    if force and skip_existing:
+        raise UsageError("give either --force or --skip-existing, not both")
 
 
 def quiet_option(f):
@@ -106,25 +123,37 @@ def max_pixels_option(f):
 
 
 def plan(inputs: tuple[str, ...], output_dir: str | None, suffix: str) -> list[tuple[str, str]]:
-    """Pair inputs with outputs: `IN OUT`, or `IN... -o DIR` (DIR/<stem><suffix>)."""
+    """Pair inputs with outputs: `IN OUT`, or `IN... -o DIR` (DIR/<stem><suffix>; DIR and
+    its parents are created if missing, once the arguments are known to be right)."""
     if output_dir is None:
         if len(inputs) != 2:
-            raise CrdrError("give INPUT and OUTPUT, or several inputs with -o DIR")
+            raise UsageError("give INPUT and OUTPUT, or several inputs with -o DIR")
         return [(inputs[0], inputs[1])]
     if not inputs:
-        raise CrdrError("no input files given")
+        raise UsageError("no input files given")
     out = Path(output_dir)
-    if not out.is_dir():
-        raise CrdrError(f"output folder does not exist: {out}")
     if "-" in inputs:
-        raise CrdrError("'-' (stdin) cannot be combined with -o DIR")
+        raise UsageError("'-' (stdin) cannot be combined with -o DIR")
     pairs = [(i, str(out / (Path(i).stem + suffix))) for i in inputs]
     seen: dict[str, str] = {}
     for i, o in pairs:
         if o in seen:
-            raise CrdrError(f"{i} and {seen[o]} would both be written to {o}")
+            raise UsageError(f"{i} and {seen[o]} would both be written to {o}")
         seen[o] = i
+    make_output_dir(out)
     return pairs
+
+
+def make_output_dir(out: Path) -> None:
+    """Create the ``-o`` folder and its parents if missing (as ``crdr eval -o`` does)."""
+    if out.is_dir():
+        return
+    if out.exists() or out.is_symlink():
+        raise CrdrError(f"output folder {out} is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CrdrError(f"cannot create output folder {out}: {e.strerror or e}") from None
 
 
 def check_paths(src: str, dst: str) -> None:
@@ -132,6 +161,32 @@ def check_paths(src: str, dst: str) -> None:
         parent = Path(dst).parent
         if not parent.is_dir():
             raise CrdrError(f"cannot write {dst}: folder {parent} does not exist")
+
+
+def check_writable(pairs) -> None:
+    """Check that every output can be written, before any model work: each folder once
+    (a temporary file is created and removed there, see
+    :func:`crdr_codec.fileutil.check_writable`). Raises a one-line error naming it."""
+    from ..fileutil import check_writable as check
+
+    folders: set[str] = set()
+    for _, dst in pairs:
+        if dst == "-":
+            continue
+        if os.path.exists(dst) and not os.path.isfile(dst):  # a device, a pipe, a folder
+            check(dst)  # (a folder is refused; a device or pipe is written in place)
+            continue
+        folder = os.path.dirname(os.path.realpath(dst))  # where the temporary file goes
+        if folder not in folders:
+            folders.add(folder)
+            check(dst)
+
+
+def output_exists(dst: str) -> bool:
+    """Whether ``--skip-existing`` skips the output ``dst``: a file is there already
+    (stdout and devices such as /dev/null never are). The one test of "already done"
+    that every batch command uses, so a rerun of an interrupted batch resumes it."""
+    return dst != "-" and os.path.isfile(dst)
 
 
 class OutputRefused(CrdrError):
@@ -142,12 +197,14 @@ class OutputGuard:
     """The overwrite policy of encode and decode.
 
     An output is never one of the inputs (by any spelling, symlink or hard link; not even
-    with --force), and an existing output file is replaced only with --force. Targets
-    that are not regular files (/dev/null, a pipe) are written, not replaced.
+    with --force), and an existing output file is replaced only with --force; with
+    --skip-existing its input is skipped instead. Targets that are not regular files
+    (/dev/null, a pipe) are written, not replaced.
     """
 
-    def __init__(self, inputs, force: bool) -> None:
+    def __init__(self, inputs, force: bool, skip_existing: bool = False) -> None:
         self.force = force
+        self.skip_existing = skip_existing
         self.inputs: dict[tuple[int, int], str] = {}
         for i in inputs:
             if i == "-":
@@ -165,6 +222,16 @@ class OutputGuard:
             return os.stat(dst)
         except OSError:
             return None  # nothing there (or a dangling link): a new file
+
+    def skips(self, dst: str) -> bool:
+        """With ``--skip-existing``: whether ``dst`` is already there (see
+        :func:`output_exists`), so its input is skipped."""
+        return self.skip_existing and output_exists(dst)
+
+    @staticmethod
+    def skipped(src: str, dst: str) -> str:
+        """The per-file line of a skipped input."""
+        return f"{display_name(src)} -> {dst}: skipped (exists)"
 
     def check_not_input(self, dst: str) -> None:
         """Refuse ``dst`` if it is one of the inputs."""
@@ -199,6 +266,21 @@ def refuse_terminal(dst: str) -> None:
     if dst == "-" and sys.stdout.isatty():
         raise CrdrError("refusing to write binary data to a terminal; redirect it (> file) "
                         "or give an output file")
+
+
+def check_weights_file(weights: str | None) -> None:
+    """The model file ``crdr encode`` will load (``--weights``, else ``$CRDR_WEIGHTS`` or the
+    shipped one) exists: checked before any model work, the error names the file."""
+    from ..errors import WeightsError
+    from ..weights_search import ENV_DEFAULT, default_weights_file
+
+    p = Path(weights).expanduser() if weights is not None else default_weights_file()
+    source = "--weights" if weights is not None else (
+        f"${ENV_DEFAULT}" if os.environ.get(ENV_DEFAULT) else "the shipped weights")
+    if p.is_dir():
+        raise WeightsError(f"weights file {p} ({source}) is a folder; give a .crdrm or .pt file")
+    if not p.is_file():
+        raise WeightsError(f"weights file not found: {p} ({source})")
 
 
 def read_input(src: str) -> bytes | str:
@@ -269,5 +351,5 @@ def run_batch(pairs, work, quiet: bool) -> int:
             if msg:
                 click.echo(f"[{k}/{n}] {msg}" if n > 1 else msg, err=True)
     if failed and n > 1:
-        click.echo(f"crdr: {failed} of {n} files failed", err=True)
+        click.echo(f"crdr: {failed} of {plural(n, 'file')} failed", err=True)
     return failed

@@ -7,13 +7,15 @@ from pathlib import Path
 
 import click
 
-from ..errors import CrdrError
+from ..errors import ImageError, UsageError
 from ..formats import DEFAULT_EXTENSION, FORMAT_NAMES
 from ..process import set_threads, tune_malloc
 from .common import (
     IN_PATHS,
     OutputGuard,
+    check_overwrite_options,
     check_paths,
+    check_writable,
     device_option,
     display_name,
     force_option,
@@ -23,6 +25,7 @@ from .common import (
     read_crdr,
     refuse_terminal,
     run_batch,
+    skip_existing_option,
     threads_option,
     write_output,
 )
@@ -40,23 +43,28 @@ from .common import (
                                                          if n.startswith(text.lower())],
               help=f"Image format for -o DIR or stdout ({', '.join(FORMAT_NAMES)}; "
                    "default png). Otherwise the extension of OUTPUT decides.")
+@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=None, metavar="1-100",
+              help="Quality of JPEG output (default 95, with 4:4:4 chroma); only for JPEG "
+                   "output.")
 @click.option("--weights", type=click.Path(),
-              help="Weights file, or a folder of *.pt files, searched first for the model id "
-                   "in each file's header; then the folders in $CRDR_WEIGHTS_PATH, then the "
-                   "shipped weights/ folder.")
+              help="Model file, or a folder of model files (*.crdrm, *.pt), searched first for "
+                   "the model id in each file's header; then the folders in $CRDR_WEIGHTS_PATH, "
+                   "then the shipped models.")
 @device_option
 @max_pixels_option
 @click.option("--strip", is_flag=True,
               help="Write no metadata from the file (ICC profile, EXIF, XMP) into the image.")
 @threads_option
 @force_option
+@skip_existing_option
 @quiet_option
-def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, strip, threads,
-           force, quiet) -> None:
+def decode(inputs, output_dir, beta, fmt, jpeg_quality, weights, device, max_pixels, strip,
+           threads, force, skip_existing, quiet) -> None:
     """Decompress .crdr files into images; beta picks the distortion/realism balance.
 
     The weights are chosen by the model id in each file's header (see --weights).
-    An existing output file is not replaced unless --force is given.
+    An existing output file is not replaced unless --force is given (--skip-existing
+    skips its input instead). The -o folder is created if missing.
 
     \b
       crdr decode in.crdr out.png --beta 0
@@ -71,26 +79,42 @@ def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, strip, th
     from ..weights_search import WeightsSearch
 
     check_beta(beta)
-    fmt_name = _canonical_format(fmt) if fmt is not None else "png"
+
+    def output_format(name_or_path, of_name: bool = False) -> str:
+        """The format a --format value or an output name means (else a usage error)."""
+        try:
+            return _canonical_format(name_or_path) if of_name else format_from_extension(
+                name_or_path)
+        except ImageError as e:
+            raise UsageError(str(e)) from None
+
+    fmt_name = output_format(fmt, of_name=True) if fmt is not None else "png"
+    check_overwrite_options(force, skip_existing)
     pairs = plan(inputs, output_dir, DEFAULT_EXTENSION[fmt_name])
-    guard = OutputGuard([src for src, _ in pairs], force)
+    guard = OutputGuard([src for src, _ in pairs], force, skip_existing)
+    formats = set()  # of the outputs
     for src, dst in pairs:
         check_paths(src, dst)
         if output_dir is None:
             guard.check_not_input(dst)  # a batch checks each file in turn
         refuse_terminal(dst)
+        formats.add(fmt_name if dst == "-" or fmt is not None else None)
         if dst != "-" and output_dir is None:
             if fmt is None:
-                format_from_extension(dst)  # an unknown extension fails before any work
+                formats.add(output_format(dst))  # an unknown extension fails before any work
             elif Path(dst).suffix:
                 try:
                     implied = format_from_extension(dst)
-                except CrdrError:  # not an image extension: --format decides
+                except ImageError:  # not an image extension: --format decides
                     implied = fmt_name
                 if implied != fmt_name:
-                    raise CrdrError(f"output {dst} has the extension of {implied}, but --format "
+                    raise UsageError(f"output {dst} has the extension of {implied}, but --format "
                                     f"is {fmt_name}; make them agree")
-            guard.check(dst)
+            if not guard.skips(dst):
+                guard.check(dst)
+    if jpeg_quality is not None and "jpeg" not in formats:
+        raise UsageError("--jpeg-quality is for JPEG output (.jpg or --format jpeg)")
+    check_writable([(src, dst) for src, dst in pairs if not guard.skips(dst)])
     search = WeightsSearch(weights, device=device, threads=threads)
     codecs: dict[bytes, object] = {}  # model id -> Codec, loaded on first use
 
@@ -110,6 +134,8 @@ def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, strip, th
         return codecs[model_id]
 
     def work(src: str, dst: str) -> str:
+        if guard.skips(dst):
+            return guard.skipped(src, dst)
         guard.check(dst)
         data = read_crdr(src)
         # Header checks first: a damaged, forged or oversized file costs no model work
@@ -124,10 +150,11 @@ def decode(inputs, output_dir, beta, fmt, weights, device, max_pixels, strip, th
         if strip:
             meta = meta.stripped()
         if dst == "-":
-            write_output(dst, encode_image_bytes(rgb, fmt_name, meta))
+            write_output(dst, encode_image_bytes(rgb, fmt_name, meta, jpeg_quality))
         else:
             guard.write(dst, lambda replace: write_image(dst, rgb, format=fmt, meta=meta,
-                                                         replace=replace))
+                                                         replace=replace,
+                                                         jpeg_quality=jpeg_quality))
         h, w = rgb.shape[:2]
         return (f"{display_name(src)} -> {'<stdout>' if dst == '-' else dst}: {w}x{h}, "
                 f"beta={beta:g}")

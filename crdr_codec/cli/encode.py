@@ -8,21 +8,26 @@ from pathlib import Path
 import click
 
 from ..config import Q_MAX
-from ..errors import CrdrError
+from ..errors import ParameterError, UsageError
 from ..process import set_threads, tune_malloc
 from .common import (
     IN_PATHS,
     OutputGuard,
+    check_overwrite_options,
     check_paths,
+    check_weights_file,
+    check_writable,
     device_option,
     display_name,
     force_option,
     max_pixels_option,
     plan,
+    plural,
     quiet_option,
     read_input,
     refuse_terminal,
     run_batch,
+    skip_existing_option,
     threads_option,
     weights_option,
     write_output,
@@ -46,7 +51,8 @@ def _stderr_is_terminal() -> bool:
                    f"{Q_MAX:g} = best quality.")
 @click.option("--bpp", "target_bpp", type=float,
               help="Instead of --q: find the q whose real file size is closest to this "
-                   "many bits per pixel without exceeding it. If even q=0 is larger, that "
+                   "many bits per pixel without exceeding it (in steps of 1/128; a few "
+                   "encodes, counted in the result line). If even q=0 is larger, that "
                    f"file is written with a warning and the exit code is {EXIT_BPP_NOT_REACHED}.")
 @click.option("--refine", type=int, default=0, show_default=True, metavar="STEPS",
               help="Search STEPS gradient steps for a better latent of each image: a slower "
@@ -62,12 +68,14 @@ def _stderr_is_terminal() -> bool:
               help="Store no metadata (ICC profile, EXIF, XMP); by default they are carried.")
 @threads_option
 @force_option
+@skip_existing_option
 @quiet_option
 def encode(inputs, output_dir, q, target_bpp, refine, alpha, weights, device, max_pixels, strip,
-           threads, force, quiet) -> None:
+           threads, force, skip_existing, quiet) -> None:
     """Compress images into .crdr files.
 
-    An existing output file is not replaced unless --force is given.
+    An existing output file is not replaced unless --force is given (--skip-existing
+    skips its input instead). The -o folder is created if missing.
 
     \b
       crdr encode in.png out.crdr --q 2.5
@@ -80,26 +88,31 @@ def encode(inputs, output_dir, q, target_bpp, refine, alpha, weights, device, ma
     from ..config import check_q, check_refine
 
     if q is not None and target_bpp is not None:
-        raise CrdrError("give either --q or --bpp, not both")
+        raise UsageError("give either --q or --bpp, not both")
     q = check_q(2.0 if q is None else q)
     refine = check_refine(refine)
-    if target_bpp is not None and not target_bpp > 0:
-        raise CrdrError(f"--bpp must be positive, got {target_bpp:g}")
+    if target_bpp is not None and not 0 < target_bpp < float("inf"):
+        raise ParameterError(f"--bpp must be a positive number, got {target_bpp:g}")
+    check_overwrite_options(force, skip_existing)
     pairs = plan(inputs, output_dir, ".crdr")
-    guard = OutputGuard([src for src, _ in pairs], force)
+    guard = OutputGuard([src for src, _ in pairs], force, skip_existing)
     for src, dst in pairs:
         check_paths(src, dst)
         if output_dir is None:
             guard.check_not_input(dst)  # a batch checks each file in turn
         if dst != "-" and Path(dst).suffix.lower() != ".crdr":
             # `crdr encode a.png b.png` (a forgotten -o) must not replace b.png with .crdr bytes
-            raise CrdrError(
+            raise UsageError(
                 f"output {dst} does not end in .crdr; refusing to write compressed data there "
                 "(to encode several images use -o DIR)"
             )
         refuse_terminal(dst)
-        if output_dir is None:
+        if output_dir is None and not guard.skips(dst):
             guard.check(dst)
+    todo = [(src, dst) for src, dst in pairs if not guard.skips(dst)]
+    check_writable(todo)  # an unwritable folder costs no encode
+    if todo:
+        check_weights_file(weights)  # before torch is imported; the error names the file
     from .. import metadata
     from ..image_io import read_image
 
@@ -108,6 +121,8 @@ def encode(inputs, output_dir, q, target_bpp, refine, alpha, weights, device, ma
     search_lines = not quiet and _stderr_is_terminal()
 
     def work(src: str, dst: str) -> str:
+        if guard.skips(dst):
+            return guard.skipped(src, dst)
         guard.check(dst)
         found: list = []
         rgb = read_image(read_input(src), alpha=alpha, name=display_name(src),
@@ -118,13 +133,16 @@ def encode(inputs, output_dir, q, target_bpp, refine, alpha, weights, device, ma
 
             loaded.append(Codec(weights, device=device, max_pixels=max_pixels, threads=threads))
         codec = loaded[0]
+        encodes = [0]
         if target_bpp is not None:
-            def step(i: int, most: int, q_tried: float, bpp_tried: float) -> None:
-                click.echo(f"crdr: {display_name(src)}: --bpp {target_bpp:g}, try {i} (of at "
-                           f"most {most}): q={q_tried:.3f} gives {bpp_tried:.4f} bpp", err=True)
+            def step(n: int, q_tried: float, bpp_tried: float) -> None:
+                encodes[0] = n
+                if search_lines:
+                    click.echo(f"crdr: {display_name(src)}: --bpp {target_bpp:g}, try {n}: "
+                               f"q={q_tried:.3f} gives {bpp_tried:.4f} bpp", err=True)
 
-            res = codec.encode_to_bpp(rgb, target_bpp, sections=sections,
-                                      progress=step if search_lines else None, refine=refine)
+            res = codec.encode_to_bpp(rgb, target_bpp, sections=sections, progress=step,
+                                      refine=refine)
         else:
             res = codec.encode(rgb, q, sections, refine)
         guard.write(dst, lambda replace: write_output(dst, res.data, replace))
@@ -136,8 +154,10 @@ def encode(inputs, output_dir, q, target_bpp, refine, alpha, weights, device, ma
             click.echo(f"crdr: warning: {display_name(src)}: --bpp {target_bpp:g} cannot be "
                        f"reached; the smallest file (q={res.q:g}) is {bpp:.4f} bpp, written to "
                        f"{out}", err=True)
+        searched = ("" if target_bpp is None else
+                    f" (--bpp {target_bpp:g}: {plural(encodes[0], 'encode')})")
         return (f"{display_name(src)} -> {out}: {w}x{h}, q={res.q:g}, "
-                f"{len(res.data)} bytes, {bpp:.4f} bpp")
+                f"{len(res.data)} bytes, {bpp:.4f} bpp{searched}")
 
     if run_batch(pairs, work, quiet):
         sys.exit(1)

@@ -45,7 +45,8 @@ def write_plots(cfg: EvalConfig, summary: Dict[str, Any], store: ResultStore, an
 
 def format_report(summary: Dict[str, Any], out_dir: Path) -> str:
     """A short human-readable report of a summary (printed by ``crdr eval``)."""
-    lines = [f"crdr eval: {summary['num_images']} images, model {summary['model']['config']} "
+    n = summary["num_images"]
+    lines = [f"crdr eval: {n} image{'s' * (n != 1)}, model {summary['model']['config']} "
              f"({summary['model']['model_id']}), {summary['wall_s']:.1f} s"]
     lines.append(f"{'curve':<16} {'setting':<14} {'bpp':>7} {'PSNR':>7} {'MS-SSIM':>8} {'LPIPS':>7} {'FID':>8}")
     for c in summary["curves"]:

@@ -485,7 +485,8 @@ class Trainer:
         if tb is not None:
             tb.close()
         if self.skipped:
-            self._log(f"{self.skipped} steps with non-finite or huge loss were skipped")
+            self._log(f"{self.skipped} step{'s' * (self.skipped != 1)} with non-finite or huge "
+                      f"loss {'were' if self.skipped != 1 else 'was'} skipped")
 
     def _all_agree_to_stop(self, mine: bool) -> bool:
         """Under DDP, a stop wanted by any rank (signal, time limit) stops every rank at the

@@ -115,14 +115,20 @@ def view(file, original, port, no_browser, beta, anchors, no_lpips, weights, dev
     tune_malloc()
     if beta is not None:
         check_beta(beta)
-    session = open_session(file, original, weights, device, anchors, lpips=not no_lpips,
-                           threads=threads)
+    from .server import make_server
+
+    # Bind first: a port in use fails at once, not after the model is loaded.
+    server = make_server(None, port, verbose)
+    try:
+        session = open_session(file, original, weights, device, anchors, lpips=not no_lpips,
+                               threads=threads)
+    except BaseException:
+        server.server_close()
+        raise
+    server.session = session
     first = session.suggested_beta if beta is None else beta
     session.initial_beta = round(first, 2)
     session.image_png(first)  # the first image is ready when the page asks for it
-    from .server import make_server
-
-    server = make_server(session, port, verbose)
     url = server.url
     click.echo(f"crdr view: serving {session.name} at {url} (Ctrl-C to stop)")
     sys.stdout.flush()

@@ -171,7 +171,9 @@ class ViewServer(ThreadingHTTPServer):
 
 
 def make_server(session, port: int = 0, verbose: bool = False) -> ViewServer:
-    """Bind the viewer to 127.0.0.1:``port`` (0: a free port).
+    """Bind the viewer to 127.0.0.1:``port`` (0: a free port). ``session`` may be None
+    and set later (``crdr view`` binds before it loads anything, so a port in use fails
+    fast); the server serves nothing until ``serve_forever``.
 
     Raises:
         CrdrError: the port cannot be used (taken, or not allowed).
