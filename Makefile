@@ -1,22 +1,28 @@
-# crdr: set-up, tests and demo. Every target installs what it needs into .venv first.
+# crdr: set-up, tests and demo. Every target installs what it needs first.
 #
-#   make demo   encode/decode a Kodak image with the shipped weights (main job);
+#   make demo   encode/decode a Kodak image with the shipped model (main job), on the
+#               runtime alone (.venv-runtime: ONNX Runtime, numpy, constriction; no torch);
 #               make demo IMAGE=photo.png for another image
-#   make test   the test suite
+#   make test   the test suite, twice: with everything (.venv: torch, training, eval) and
+#               in .venv-runtime, where torch is not installed, so every push proves that
+#               the product path runs without it
 #
 # compressai (training, benchmark baseline) imports torchvision, and PyPI's torchvision
 # only loads beside a matching torch: we pin the pair torch 2.14.1 + torchvision 0.29.1.
+# compressai pins numpy < 2, and onnx (export) works with it (ml-dtypes 0.5).
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.crdr-installed
+RT     := .venv-runtime
+RTSTAMP := $(RT)/.crdr-installed
 # the demo's image ships with the repository (docs/demo/README.md: Kodak, unrestricted usage)
 IMAGE  ?= docs/demo/kodim23.png
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test test-all bench train clean
+.PHONY: install runtime demo test test-all bench train clean
 
 install: $(STAMP)
 
@@ -38,11 +44,27 @@ $(STAMP): pyproject.toml Makefile
 		echo "chromium not installed: the browser test of tests/test_view.py will skip"
 	touch $(STAMP)
 
-demo: install
-	$(BIN)/python scripts/demo.py $(IMAGE)
+# The runtime venv holds crdr as a user installs it (`pip install .`, not editable, so the
+# shipped model must come with the package); it is reinstalled on every run so that it
+# holds the current code.
+runtime: $(RTSTAMP)
+	$(RT)/bin/python -m pip install --quiet --no-deps --force-reinstall .
 
-test: install
+$(RTSTAMP): pyproject.toml Makefile
+	test -x $(RT)/bin/python || $(PYTHON) -m venv $(RT)
+	$(RT)/bin/python -m pip install --upgrade pip
+	$(RT)/bin/python -m pip install . 'pytest>=7'
+	touch $(RTSTAMP)
+
+demo: runtime
+	$(RT)/bin/python scripts/demo.py $(IMAGE)
+
+test: install runtime
 	$(BIN)/python -m pytest -q
+	# the same suite where torch is not installed (tests that need it skip); run from
+	# tests/ so that the installed package is tested, not the source folder
+	! $(RT)/bin/python -c "import torch" 2>/dev/null
+	cd tests && ../$(RT)/bin/python -m pytest -q -p no:cacheprovider
 
 bench: install
 	$(BIN)/python benchmarks/speed.py
@@ -51,4 +73,4 @@ train: install
 	scripts/train_lite.sh
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(RT) build *.egg-info

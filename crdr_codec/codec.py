@@ -165,6 +165,7 @@ class Codec:
         h, w = rgb.shape[:2]
         check_pixels(w, h, self.max_pixels)
         m = self.model
+        m.prefetch("entropy", "h_a")  # built in the background while g_a runs
         if self._use_tiles(padded(h), padded(w)):
             # large images: only the current tile is ever in floating point
             t, o = self._tile_size()
@@ -297,6 +298,7 @@ class Codec:
         hp, wp = padded(header.height), padded(header.width)
         # decode_latent raises PayloadError (a BitstreamError) for undecodable data.
         m = self.model
+        m.prefetch("g_s")  # its session is built in the background while this decodes
         y_hat, check = coding.decode_latent(m.entropy, m.tables, m.config.num_slices, payload, hp, wp)
         if check != header.check:
             raise BitstreamError(

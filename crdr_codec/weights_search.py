@@ -34,45 +34,14 @@ from pathlib import Path
 from .bitstream import MODEL_ID_BYTES
 from .errors import CrdrError, ModelMismatchError, WeightsError
 
-ENV_PATH = "CRDR_WEIGHTS_PATH"
-ENV_DEFAULT = "CRDR_WEIGHTS"
-#: File name of the default model in :func:`package_models_dir`.
-DEFAULT_WEIGHTS_NAME = "crdr-lite.crdrm"
+from .paths import (  # noqa: F401 (re-exported)
+    DEFAULT_WEIGHTS_NAME, ENV_DEFAULT, ENV_PATH, cache_path, checkout_weights_dir,
+    default_weights_file, exported_dir, package_models_dir,
+)
+
 CACHE_NAME = "weights-ids.json"
 _CACHE_VERSION = 2
 SUFFIXES = (".crdrm", ".pt")
-
-
-def package_models_dir() -> Path:
-    """The ``models/`` folder inside the package (installed with it)."""
-    return Path(__file__).resolve().parent / "models"
-
-
-def checkout_weights_dir() -> Path:
-    """The ``weights/`` folder of a source checkout (torch weights; absent when installed)."""
-    return Path(__file__).resolve().parent.parent / "weights"
-
-
-def default_weights_file(env=None) -> Path:
-    """The model ``crdr encode`` uses without ``--weights``: ``$CRDR_WEIGHTS`` if set,
-    else the package's ``models/crdr-lite.crdrm``."""
-    env = os.environ if env is None else env
-    named = env.get(ENV_DEFAULT)
-    return Path(named) if named else package_models_dir() / DEFAULT_WEIGHTS_NAME
-
-
-def _cache_root(env=None) -> Path:
-    env = os.environ if env is None else env
-    return Path(env.get("CRDR_CACHE_DIR") or os.path.join("~", ".cache", "crdr")).expanduser()
-
-
-def cache_path(env=None) -> Path:
-    return _cache_root(env) / CACHE_NAME
-
-
-def exported_dir(env=None) -> Path:
-    """Where packages exported from weights files on first use are kept."""
-    return _cache_root(env) / "models"
 
 
 class WeightsSearch:
@@ -341,8 +310,9 @@ def model_id_of(path: str | os.PathLike, env=None, use_cache: bool = True) -> by
 
 def load_file(path: Path, device: str = "cpu", threads: int | None = None,
               exported: Path | None = None):
-    """A RuntimeModel from a package, or from a torch weights file (exported in memory,
-    then kept in ``exported`` when given, so the next run loads the package).
+    """A RuntimeModel from a package, or from a torch weights file (the package exported
+    from it on an earlier run when ``exported`` holds one, else exported now and kept
+    there; exporting needs torch).
 
     Raises:
         WeightsError: not a readable model file, or a weights file without torch.
@@ -358,7 +328,7 @@ def load_file(path: Path, device: str = "cpu", threads: int | None = None,
     if exported is not None:  # exported on an earlier run: no torch needed
         try:
             fp = read_fingerprint(path)
-            target = exported / f"{fp[:MODEL_ID_BYTES].hex()}.crdrm"
+            target = exported / f"{fp[:MODEL_ID_BYTES].hex()}{SUFFIX}"
             if target.is_file() and read_meta(target)["fingerprint"] == fp.hex():
                 return RuntimeModel(target, device=device, threads=threads)
         except (UnsupportedWeights, OSError, WeightsError):
@@ -367,19 +337,9 @@ def load_file(path: Path, device: str = "cpu", threads: int | None = None,
         raise WeightsError(
             f"{path} is a torch weights file; the runtime loads model packages (.crdrm): "
             f"convert it with 'crdr export {path}' (needs pip install 'crdr[train]')")
-    from .nn.export import export_package, runtime_model
-    from .nn.weights import load_weights
+    from .nn.export import package_from_weights
 
-    model, fp = load_weights(path)
-    if exported is not None:
-        target = exported / f"{fp[:MODEL_ID_BYTES].hex()}.crdrm"
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            export_package(model, fp, target)
-            return RuntimeModel(target, device=device, threads=threads)
-        except (OSError, CrdrError):
-            pass  # an unwritable cache: export in memory
-    return runtime_model(model, fp, device=device, threads=threads)
+    return package_from_weights(path, exported, device=device, threads=threads)
 
 
 def load_model(weights: str | os.PathLike | None = None, device: str = "cpu",

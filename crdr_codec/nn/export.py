@@ -18,9 +18,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from pathlib import Path
+
+from ..errors import CrdrError
 from ..fileutil import atomic_writer
-from ..runtime.model import GRAPHS, RuntimeModel, write_package
+from ..runtime.model import GRAPHS, SUFFIX, RuntimeModel, write_package
 from .model import CRDRModel
+from .weights import load_weights
 
 OPSET = 17
 
@@ -132,3 +136,20 @@ def runtime_model(model: CRDRModel, fingerprint: bytes | None = None, device: st
     buf.seek(0)
     return RuntimeModel(dict(np.load(buf, allow_pickle=False)), device=device, threads=threads,
                         name="<exported model>")
+
+
+def package_from_weights(path: str | os.PathLike, exported: Path | None = None,
+                         device: str = "cpu", threads: int | None = None) -> RuntimeModel:
+    """The runtime model of a weights file: exported now, and kept as
+    ``exported/<model id>.crdrm`` when ``exported`` is given and writable (the next run
+    then loads that package, without torch)."""
+    model, fp = load_weights(path)
+    if exported is not None:
+        target = Path(exported) / f"{fp[:4].hex()}{SUFFIX}"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            export_package(model, fp, target)
+            return RuntimeModel(target, device=device, threads=threads)
+        except (OSError, CrdrError):
+            pass  # an unwritable cache: export in memory
+    return runtime_model(model, fp, device=device, threads=threads)

@@ -30,7 +30,7 @@ from ..errors import WeightsError
 from ..fileutil import atomic_writer
 from ..weights_id import hash_record
 from .model import CRDRModel
-from ..weights_search import ENV_DEFAULT, checkout_weights_dir
+from ..paths import ENV_DEFAULT, checkout_weights_dir
 
 FORMAT = "crdr-weights"
 VERSION = 2

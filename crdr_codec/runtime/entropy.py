@@ -8,8 +8,8 @@ docs/FORMAT.md: for output channel ``o``::
     acc[o] = B[o] + sum_{i, a, b} W[o, i, a, b] * x[i, r + a - p, c + b - p]
     out[o] = clamp(floor(acc[o] / 2^S[o]), lo, hi)
 
-Here the sum is evaluated with float64 matrix products, one per kernel row over whole
-padded rows of the input (no im2col copy). It is exact: every input and weight
+Here the sum is evaluated with float64 matrix products over whole padded rows of the
+input. It is exact: every input and weight
 is an integer, and the format guarantees (checked when a layer is built, and again when
 it is loaded here) that the sum of the absolute values of all terms of any output is
 below 2^52, so every partial sum, in any order, with or without fused multiply-add, is an
@@ -52,9 +52,9 @@ class IntLayer:
         w = weight.astype(np.int64)
         self.cin, self.cout, self.kernel = cin, cout, k
         self.lo, self.hi, self.upsample = int(lo), int(hi), bool(upsample)
-        # per kernel row a: (cin, k*cout), column b*cout + o holds W[o, :, a, b]
-        self.wrows = [np.ascontiguousarray(w[:, :, a, :].transpose(1, 2, 0).reshape(cin, k * cout),
-                                           dtype=np.float64) for a in range(k)]
+        # (k*cin, k*cout): row a*cin + i, column b*cout + o holds W[o, i, a, b]
+        self.wmat = np.ascontiguousarray(w.transpose(2, 1, 3, 0).reshape(k * cin, k * cout),
+                                         dtype=np.float64)
         self.bias = bias.astype(np.int64)
         self.shift = shift.astype(np.int64)
         self.wsum_max = int(np.abs(w).reshape(cout, -1).sum(1).max(initial=0))
@@ -89,17 +89,18 @@ class IntLayer:
             xp[p : p + h, p : p + w] = x
         wp = w + 2 * p
         out = np.empty((h, w, self.cout), np.int32)
-        # One product per kernel row a, over whole padded rows (contiguous, no im2col
-        # copy): P[r, x, b, o] = sum_i xp[r + a, x, i] * W[o, i, a, b]; the output at
-        # (r, x) takes P[r, x + b, b, o] for every b.
-        rows = max(1, min(h, BAND_BYTES // max(1, 8 * wp * k * self.cout)))
+        # One product over whole padded rows, the k rows of the kernel side by side (a
+        # copy of k input rows, not the k*k of a full im2col):
+        # P[r, x, b, o] = sum_{a, i} xp[r + a, x, i] * W[o, i, a, b]; the output at (r, x)
+        # is the sum over b of P[r, x + b, b, o].
+        rows = max(1, min(h, BAND_BYTES // max(1, 8 * wp * k * max(c, self.cout))))
         for r0 in range(0, h, rows):
             n = min(h, r0 + rows) - r0
-            acc = np.zeros((n, w, self.cout), np.float64)
-            for a in range(k):
-                prod = (xp[r0 + a : r0 + a + n].reshape(n * wp, c) @ self.wrows[a]).reshape(n, wp, k, self.cout)
-                for b in range(k):
-                    acc += prod[:, b : b + w, b, :]
+            stacked = np.concatenate([xp[r0 + a : r0 + a + n] for a in range(k)], axis=2)
+            prod = (stacked.reshape(n * wp, k * c) @ self.wmat).reshape(n, wp, k, self.cout)
+            acc = prod[:, 0:w, 0, :].copy()
+            for b in range(1, k):
+                acc += prod[:, b : b + w, b, :]
             res = acc.astype(np.int64)
             res += self.bias
             res >>= self.shift  # arithmetic shift: floor division by 2^S

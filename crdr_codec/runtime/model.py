@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import zipfile
-from functools import cached_property
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,17 @@ def write_package(path_or_file, meta: dict, graphs: dict[str, bytes], entropy: d
     np.savez(path_or_file, **arrays)
 
 
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Two background threads that build what a model needs next (see ``prefetch``)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="crdr-load")
+    return _POOL
+
+
 def _providers(device: str) -> list:
     import onnxruntime as ort
 
@@ -127,6 +139,10 @@ class RuntimeModel:
         self.threads = threads
         self._providers = _providers(device)
         self._sessions: dict = {}
+        self._lock = threading.Lock()
+        self._pending: dict[str, Future] = {}  # what prefetch() is building
+        self._entropy: IntegerEntropy | None = None
+        self._tables: Tables | None = None
 
     def _array(self, key: str) -> np.ndarray:
         try:
@@ -140,48 +156,81 @@ class RuntimeModel:
     def uses_cuda(self) -> bool:
         return self._providers[0] != "CPUExecutionProvider"
 
-    # ------------------------------------------------------------ entropy model
-    @cached_property
+    # ------------------------------------------------------------ lazy parts
+    def prefetch(self, *names: str) -> None:
+        """Start building these parts in background threads ("entropy" for the integer
+        model and the coder's tables, or a graph name), so that they are ready when the
+        work reaches them: a decode builds g_s's session while it entropy-decodes, an
+        encode the entropy model while g_a runs. Errors surface when the part is used."""
+        with self._lock:
+            for name in names:
+                done = self._entropy is not None if name == "entropy" else name in self._sessions
+                if not done and name not in self._pending:
+                    build = self._build_entropy if name == "entropy" else self._build_session
+                    self._pending[name] = _pool().submit(build, name)
+
+    def _get(self, name: str, build):
+        with self._lock:
+            pending = self._pending.pop(name, None)
+        if pending is not None:
+            return pending.result()
+        return build(name)
+
     def _entropy_state(self) -> dict[str, np.ndarray]:
-        keys = [k for k in self._arrays.keys() if k.startswith("entropy.")] \
-            if hasattr(self._arrays, "keys") else []
+        keys = [k for k in self._arrays.keys() if k.startswith("entropy.")]
         return {k[len("entropy."):]: self._array(k) for k in keys}
 
-    @cached_property
-    def entropy(self) -> IntegerEntropy:
-        c = self.config
-        try:
-            return IntegerEntropy(self._entropy_state, c.num_slices, c.max_support, c.slice_channels)
-        except (KeyError, ValueError) as e:
-            raise WeightsError(f"{self.name}: damaged integer entropy model ({e})") from None
+    def _build_entropy(self, _name: str = "entropy") -> tuple[IntegerEntropy, Tables]:
+        if self._entropy is None:
+            c = self.config
+            state = self._entropy_state()
+            try:
+                tables = Tables(state)
+            except (KeyError, ValueError, IndexError) as e:
+                raise WeightsError(f"{self.name}: damaged coding tables ({e})") from None
+            try:
+                entropy = IntegerEntropy(state, c.num_slices, c.max_support, c.slice_channels)
+            except (KeyError, ValueError) as e:
+                raise WeightsError(f"{self.name}: damaged integer entropy model ({e})") from None
+            self._tables, self._entropy = tables, entropy
+        return self._entropy, self._tables
 
-    @cached_property
+    @property
+    def entropy(self) -> IntegerEntropy:
+        """The exact integer entropy model (numpy)."""
+        return self._entropy if self._entropy is not None else self._get("entropy", self._build_entropy)[0]
+
+    @property
     def tables(self) -> Tables:
-        try:
-            return Tables(self._entropy_state)
-        except (KeyError, ValueError, IndexError) as e:
-            raise WeightsError(f"{self.name}: damaged coding tables ({e})") from None
+        """The range coder's probability tables."""
+        return self._tables if self._tables is not None else self._get("entropy", self._build_entropy)[1]
 
     # ------------------------------------------------------------ transforms
-    def session(self, name: str):
-        if name not in self._sessions:
-            import onnxruntime as ort
+    def _build_session(self, name: str):
+        import onnxruntime as ort
 
-            opts = ort.SessionOptions()
-            opts.log_severity_level = 3
-            if self.threads:
-                opts.intra_op_num_threads = self.threads
-            opts.inter_op_num_threads = 1
-            if GRAPH_OPTIMIZATION is not None:
-                opts.graph_optimization_level = GRAPH_OPTIMIZATION
-            try:
-                self._sessions[name] = ort.InferenceSession(
-                    self._array(f"graph.{name}").tobytes(), sess_options=opts,
-                    providers=self._providers)
-            except Exception as e:  # onnxruntime raises its own exception types
-                raise WeightsError(f"{self.name}: cannot load its {name} graph "
-                                   f"({' '.join(str(e).split())[:200]})") from None
-        return self._sessions[name]
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        if GRAPH_OPTIMIZATION is not None:
+            opts.graph_optimization_level = GRAPH_OPTIMIZATION
+        try:
+            session = ort.InferenceSession(self._array(f"graph.{name}").tobytes(), sess_options=opts,
+                                           providers=self._providers)
+        except WeightsError:
+            raise
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise WeightsError(f"{self.name}: cannot load its {name} graph "
+                               f"({' '.join(str(e).split())[:200]})") from None
+        self._sessions[name] = session
+        return session
+
+    def session(self, name: str):
+        """The ONNX Runtime session of graph ``name`` (created on first use)."""
+        got = self._sessions.get(name)
+        return got if got is not None else self._get(name, self._build_session)
 
     def g_a(self, x: np.ndarray, q: float) -> np.ndarray:
         """Analysis: image (1, 3, H, W) float32 in [-1, 1], H and W multiples of 16 -> y."""
