@@ -21,9 +21,10 @@ def missing(module: str) -> bool:
     return importlib.util.find_spec(module) is None
 
 
-def require(module: str, feature: str) -> None:
-    """Raise a one-line CrdrError if ``module`` is not installed."""
+def require(module: str, feature: str, extras: str | None = None) -> None:
+    """Raise a one-line CrdrError if ``module`` is not installed, naming the extra(s)
+    that bring it (``extras``, default the module's own)."""
     if missing(module):
-        extra = EXTRA.get(module, "train")
+        extra = extras or EXTRA.get(module, "train")
         raise CrdrError(f"{feature} needs {module}, which is not installed: "
                         f"pip install 'crdr[{extra}]'")

@@ -817,3 +817,27 @@ def test_jpeg_quality_of_decoded_files(runner, tiny_weights, encoded, out_dir):
                "--weights", tiny_weights)
     assert_usage_error(res, "--jpeg-quality", "JPEG")
     assert not (out_dir / "x.jpg").exists() and not (out_dir / "x.png").exists()
+
+
+def test_torch_commands_name_the_extra_when_torch_is_missing(runner, png, tmp_path, monkeypatch):
+    """Without the train extra, what needs torch stops with one line naming the extra, and
+    the product path still works."""
+    import crdr_codec.extras as extras
+
+    monkeypatch.setattr(extras, "missing", lambda module: module in ("torch", "onnx"))
+    (tmp_path / "w.pt").write_bytes(b"x")
+    cases = [
+        (["train", "--stage", "1", "--run-dir", tmp_path / "run"], "crdr[train]"),
+        (["eval", tmp_path, "-o", tmp_path / "ev"], "crdr[train,eval]"),
+        (["bench", png], "crdr[train,eval]"),
+        (["export", tmp_path / "w.pt"], "crdr[train]"),
+        (["encode", png, tmp_path / "r.crdr", "--refine", "2"], "crdr[train]"),
+    ]
+    for args, extra in cases:
+        res = crdr(runner, *args)
+        lines = res.stderr.strip().splitlines()
+        assert res.exit_code == 1 and len(lines) == 1, (args, res.stderr)
+        assert "torch" in lines[0] and extra in lines[0], (args, lines[0])
+    assert not (tmp_path / "r.crdr").exists()
+    res = crdr(runner, "encode", png, tmp_path / "ok.crdr", "--q", "1")
+    assert res.exit_code == 0, res.stderr

@@ -32,6 +32,9 @@ def bench(images, configs, weights, anchors, mbt, q, beta, repeats, threads, bas
       crdr bench kodak/kodim01.png kodak/kodim23.png --weights weights/crdr-lite.pt
     IMAGES are files or folders. Each entry runs in its own process, in the same run.
     """
+    from ..extras import require
+
+    require("torch", "crdr bench", "train,eval")
     tune_malloc()
     from ..eval.bench import BenchConfig, format_bench, run_bench, write_json
 

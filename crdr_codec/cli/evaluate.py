@@ -52,6 +52,9 @@ def eval_command(data_dir, output_dir, q_spec, beta_spec, anchors, anchor_q, job
       crdr eval kodak/ -o results/ --q 0:4:0.25 --beta 0,2.56,3.84 --anchors jpeg,webp,avif,jxl,heic
     Writes per_image.csv, summary.json, bdrate.csv and plots/*.png; re-run to resume.
     """
+    from ..extras import require
+
+    require("torch", "crdr eval", "train,eval")
     tune_malloc()
     from ..eval.run import EvalConfig, format_report, run_eval
 

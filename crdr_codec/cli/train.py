@@ -48,6 +48,9 @@ def train(config_name, stage, run_dir, init_path, overrides, max_minutes, max_st
     Exits 0 when the stage is complete, 75 when it stopped earlier (--max-minutes,
     --max-steps, SIGTERM/Ctrl-C; a checkpoint is saved): re-run the same command to resume.
     """
+    from ..extras import require
+
+    require("torch", "crdr train", "train")
     tune_malloc()
     from ..train.cli import run_train
 
