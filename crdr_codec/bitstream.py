@@ -16,8 +16,10 @@ Layout (all integers little-endian; see docs/FORMAT.md for the full description)
     ..      ...   n sections: tag (LEB128) = type << 1 | critical, length (LEB128), data
     ..      ...   payload: 32-bit little-endian words of one range coder stream, to the end
 
-A file without sections and a Kodak-sized image has a 24-byte header. The CRC sits at
-a fixed offset, so it is verified before any variable-length field is interpreted.
+A file without sections and a Kodak-sized image has a 24-byte header; :func:`pack` also
+writes a payload-length section first (3-6 bytes), so that a reader can tell a truncated
+file, and by how many bytes, from a corrupt one. The CRC sits at a fixed offset, so it is
+verified before any variable-length field is interpreted.
 Only the standard library is used, so ``crdr info`` never has to import torch.
 """
 
@@ -51,6 +53,7 @@ SECTION_XMP = 3  # XMP packet (UTF-8 XML)
 SECTION_COLOUR_MODE = 4  # 1 byte: 0 = RGB, 1 = grayscale (all three channels equal)
 SECTION_SUGGESTED_BETA = 5  # uint16: the sender's suggested beta, code / 1000
 SECTION_Q_MAP = 6  # reserved: spatially varying q (not implemented; refused if critical)
+SECTION_PAYLOAD_LENGTH = 7  # the payload's length in bytes, LEB128 (tells truncated from corrupt)
 
 SECTION_NAMES = {
     SECTION_ICC: "icc-profile",
@@ -59,6 +62,7 @@ SECTION_NAMES = {
     SECTION_COLOUR_MODE: "colour-mode",
     SECTION_SUGGESTED_BETA: "suggested-beta",
     SECTION_Q_MAP: "q-map",
+    SECTION_PAYLOAD_LENGTH: "payload-length",
 }
 #: Types this version reads (and validates). Anything else is skipped when not
 #: critical and refused when critical; the reserved q map counts as unknown.
@@ -117,12 +121,14 @@ class Section:
         return self.type in IMPLEMENTED
 
     def value(self):
-        """The decoded value of a known small section (colour mode, suggested beta);
-        None for the others."""
+        """The decoded value of a known small section (colour mode, suggested beta,
+        payload length); None for the others."""
         if self.type == SECTION_COLOUR_MODE:
             return COLOUR_MODES[self.data[0]]
         if self.type == SECTION_SUGGESTED_BETA:
             return int.from_bytes(self.data, "little") / BETA_CODE_SCALE
+        if self.type == SECTION_PAYLOAD_LENGTH:
+            return _payload_length(self.data)
         return None
 
     def to_json(self) -> dict:
@@ -143,6 +149,15 @@ def suggested_beta_section(beta: float) -> Section:
     return Section(SECTION_SUGGESTED_BETA, False, round(beta * BETA_CODE_SCALE).to_bytes(2, "little"))
 
 
+def payload_length_section(n: int) -> Section:
+    """The section declaring a payload of ``n`` bytes (:func:`pack` writes it itself)."""
+    if n < 0:
+        raise ValueError(f"payload length out of range: {n}")
+    s = Section(SECTION_PAYLOAD_LENGTH, False, _leb128(n))
+    _check_section_value(s)
+    return s
+
+
 # --------------------------------------------------------------------------- LEB128
 def _leb128(n: int) -> bytes:
     out = bytearray()
@@ -157,7 +172,16 @@ def _leb128(n: int) -> bytes:
 
 
 class _Truncated(BitstreamError):
-    """A field runs past the end of the data (a likely truncated file)."""
+    """A field runs past the end of the data (a likely truncated file).
+
+    Raised by :func:`_parse_sections` with what it knows of the cut: ``sections``, those
+    read whole before it, and ``missing``, the header bytes missing after it (exact when
+    ``exact``, else a lower bound).
+    """
+
+    sections: tuple = ()
+    missing = 1
+    exact = False
 
 
 def _read_leb128(buf: bytes, pos: int, what: str) -> tuple[int, int]:
@@ -176,6 +200,32 @@ def _read_leb128(buf: bytes, pos: int, what: str) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------- sections
+def _payload_length(data: bytes) -> int:
+    """The value of a payload-length section; ValueError unless it is a single LEB128
+    number (minimal, at most 5 bytes) of whole 32-bit words."""
+    try:
+        n, end = _read_leb128(data, 0, "payload length")
+    except BitstreamError:
+        end = -1
+    if end != len(data) or n % 4:
+        raise ValueError("payload length must be one minimal LEB128 number of at most "
+                         f"{_LEB_MAX_BYTES} bytes, a multiple of 4")
+    return n
+
+
+def _declared_length(sections) -> int | None:
+    """The payload length a file declares: the value of its first payload-length section,
+    when this reader knows the type; None without one (a file of an older crdr) or when
+    its value is malformed (a damaged file)."""
+    for s in sections:
+        if s.type == SECTION_PAYLOAD_LENGTH and s.known:
+            try:
+                return _payload_length(s.data)
+            except ValueError:
+                return None
+    return None
+
+
 def _check_section_value(s: Section) -> None:
     """Validate a section of a known type; raises ValueError with the reason."""
     if s.type == SECTION_COLOUR_MODE:
@@ -185,6 +235,8 @@ def _check_section_value(s: Section) -> None:
         if len(s.data) != 2 or int.from_bytes(s.data, "little") > round(BETA_MAX * BETA_CODE_SCALE):
             raise ValueError(f"suggested beta must be a uint16 code of at most "
                              f"{round(BETA_MAX * BETA_CODE_SCALE)}")
+    elif s.type == SECTION_PAYLOAD_LENGTH:
+        _payload_length(s.data)
 
 
 def _section_bytes(sections) -> bytes:
@@ -218,9 +270,14 @@ def _parse_sections(data: bytes, pos: int) -> tuple[list[Section], int]:
         raise BitstreamError(f"corrupt .crdr header ({count} sections; at most {MAX_SECTIONS})")
     sections: list[Section] = []
     total = 0
-    for _ in range(count):
-        tag, pos = _read_leb128(data, pos, "section tag")
-        length, pos = _read_leb128(data, pos, "section length")
+    for i in range(count):
+        later = count - 1 - i  # each takes at least 2 bytes (tag and length)
+        try:
+            tag, pos = _read_leb128(data, pos, "section tag")
+            length, pos = _read_leb128(data, pos, "section length")
+        except _Truncated as e:
+            e.sections, e.missing = tuple(sections), 1 + 2 * later
+            raise
         if tag >> 1 == 0:
             raise BitstreamError("corrupt .crdr header (section type 0 is reserved)")
         total += length
@@ -228,7 +285,10 @@ def _parse_sections(data: bytes, pos: int) -> tuple[list[Section], int]:
             raise BitstreamError(
                 f"corrupt .crdr header (sections of more than {MAX_SECTION_BYTES:,} bytes)")
         if pos + length > len(data):
-            raise _Truncated("truncated .crdr file (a section runs past the end of the file)")
+            e = _Truncated("truncated .crdr file (a section runs past the end of the file)")
+            e.sections, e.missing = tuple(sections), pos + length - len(data) + 2 * later
+            e.exact = later == 0
+            raise e
         sections.append(Section(tag >> 1, bool(tag & 1), data[pos : pos + length]))
         pos += length
     return sections, pos
@@ -255,13 +315,17 @@ def _check_sections(sections: list[Section]) -> None:
 
 
 # --------------------------------------------------------------------------- pack
-def pack(header: Header, payload: bytes, sections=()) -> bytes:
+def pack(header: Header, payload: bytes, sections=(), *, payload_length: bool = True) -> bytes:
     """Serialise a header, optional sections and a payload into the bytes of a .crdr file.
 
     Args:
         header: the fields (``header.version`` is ignored; version 2 is written).
         payload: the range coder's words (a multiple of 4 bytes).
-        sections: :class:`Section` objects, written in the order given.
+        sections: :class:`Section` objects, written in the order given. A payload-length
+            section among them is dropped: the payload's length is written by ``pack``.
+        payload_length: write a payload-length section (before the others), so that a
+            reader can tell a truncated file from a corrupt one; False writes a file as
+            crdr did before that section existed.
     """
     if len(header.model_id) != MODEL_ID_BYTES:
         raise ValueError("model_id must be 4 bytes")
@@ -274,6 +338,9 @@ def pack(header: Header, payload: bytes, sections=()) -> bytes:
             raise ValueError(f"image dimension out of range: {dim}")
     if len(payload) % 4:
         raise ValueError("payload must be whole 32-bit words")
+    sections = [s for s in sections if getattr(s, "type", None) != SECTION_PAYLOAD_LENGTH]
+    if payload_length:
+        sections.insert(0, payload_length_section(len(payload)))
     fixed = _FIXED.pack(MAGIC, VERSION, header.model_id, header.q_code, header.check, 0)
     rest = b"".join(
         (_leb128(header.height - 1), _leb128(header.width - 1), _section_bytes(sections), payload)
@@ -283,6 +350,37 @@ def pack(header: Header, payload: bytes, sections=()) -> bytes:
 
 
 # --------------------------------------------------------------------------- unpack
+def _bytes(n: int) -> str:
+    return f"{n:,} byte" + ("" if n == 1 else "s")
+
+
+def _damage(data: bytes) -> str:
+    """What is wrong with a file whose CRC does not match, as far as its structure and
+    its declared payload length tell: truncated (and by how many bytes), bytes appended,
+    or else corrupt."""
+    try:
+        _, _, sections, pos = _parse_body(data)
+    except _Truncated as e:  # cut inside the header
+        declared = _declared_length(e.sections)
+        if declared is None:
+            return str(e)
+        return (f"truncated .crdr file: {'' if e.exact else 'at least '}"
+                f"{_bytes(e.missing + declared)} missing (cut in the header, before the "
+                f"{declared:,}-byte payload)")
+    except BitstreamError:
+        return "corrupt .crdr file (checksum mismatch)"
+    declared, have = _declared_length(sections), len(data) - pos
+    if declared is not None and have < declared:
+        return (f"truncated .crdr file: {_bytes(declared - have)} missing (the payload has "
+                f"{have:,} of {declared:,} bytes)")
+    if declared is not None and have > declared:
+        return (f"corrupt .crdr file: {_bytes(have - declared)} appended after its end (the "
+                f"payload has {have:,} bytes; the file declares {declared:,})")
+    if declared is None and have % 4:
+        return "truncated .crdr file (payload incomplete)"
+    return "corrupt .crdr file (checksum mismatch)"
+
+
 def _parse_body(data: bytes) -> tuple[int, int, list[Section], int]:
     """(height, width, sections, payload offset) from the variable part of the header."""
     h, pos = _read_leb128(data, FIXED_SIZE, "image size")
@@ -299,8 +397,8 @@ def unpack(data: bytes, check_payload: bool = True) -> tuple[Header, bytes, tupl
 
     Args:
         data: the whole file.
-        check_payload: verify the CRC-32 over the whole file (skip only for quick
-            header-only reads of files known to be intact).
+        check_payload: verify the CRC-32 over the whole file and the payload's length
+            (skip only for quick header-only reads of files known to be intact).
     Returns:
         (header, payload bytes, sections in file order). Unknown non-critical sections
         are included (with ``known == False``) so tools can list or copy them; decoders
@@ -322,16 +420,7 @@ def unpack(data: bytes, check_payload: bool = True) -> tuple[Header, bytes, tupl
         raise BitstreamError("truncated .crdr file (header incomplete)")
     _, _, model_id, q_code, check, crc = _FIXED.unpack_from(data, 0)
     if check_payload and zlib.crc32(data[FIXED_SIZE:], zlib.crc32(data[:_CRC_OFFSET])) != crc:
-        # Damaged. Say "truncated" where the structure shows it, else "corrupt".
-        try:
-            _, _, _, pos = _parse_body(data)
-        except _Truncated:
-            raise
-        except BitstreamError:
-            pos = None
-        if pos is not None and (len(data) - pos) % 4:
-            raise BitstreamError("truncated .crdr file (payload incomplete)")
-        raise BitstreamError("corrupt .crdr file (checksum mismatch)")
+        raise BitstreamError(_damage(data))
     if q_code > int(Q_MAX * Q_CODE_SCALE):
         raise BitstreamError(f"corrupt .crdr header (q code {q_code} out of range)")
     h, w, sections, pos = _parse_body(data)
@@ -339,6 +428,11 @@ def unpack(data: bytes, check_payload: bool = True) -> tuple[Header, bytes, tupl
     payload = data[pos:]
     if check_payload and len(payload) % 4:
         raise BitstreamError("corrupt .crdr file (payload is not whole 32-bit words)")
+    declared = _declared_length(sections)
+    if check_payload and declared is not None and declared != len(payload):
+        # a valid CRC over a wrong length: made so, not damaged
+        raise BitstreamError(f"corrupt .crdr file (the payload has {len(payload):,} bytes; "
+                             f"its payload-length section says {declared:,})")
     header = Header(model_id=model_id, q_code=q_code, height=h, width=w, check=check,
                     version=version)
     return header, payload, tuple(sections)

@@ -17,8 +17,14 @@ def _header(h=512, w=768, q_code=40000, check=0x12345678):
     return Header(model_id=MODEL, q_code=q_code, height=h, width=w, check=check)
 
 
-def _file(h=512, w=768, q_code=40000, payload=PAYLOAD, sections=(), check=0x12345678):
-    return pack(_header(h, w, q_code, check), payload, sections)
+def _file(h=512, w=768, q_code=40000, payload=PAYLOAD, sections=(), check=0x12345678,
+          payload_length=True):
+    return pack(_header(h, w, q_code, check), payload, sections, payload_length=payload_length)
+
+
+def _old_file(**kw) -> bytes:
+    """A file as crdr wrote it before the payload-length section (like tests/golden/)."""
+    return _file(payload_length=False, **kw)
 
 
 def _recrc(data: bytes | bytearray) -> bytes:
@@ -34,7 +40,9 @@ def test_round_trip_fields():
     header, payload, sections = unpack(data)
     assert (header.height, header.width, header.q, header.model_id) == (512, 768, 2.5, MODEL)
     assert header.check == 0x12345678 and header.version == 2
-    assert payload == PAYLOAD and sections == ()
+    assert payload == PAYLOAD and sections == (bitstream.payload_length_section(len(PAYLOAD)),)
+    assert sections[0].value() == len(PAYLOAD) and sections[0].name == "payload-length"
+    assert unpack(_old_file())[1:] == (PAYLOAD, ())
 
 
 def test_fixed_layout():
@@ -44,15 +52,26 @@ def test_fixed_layout():
     assert struct.unpack_from("<H", data, 9)[0] == 40000
     assert struct.unpack_from("<I", data, 11)[0] == 0x12345678
     assert struct.unpack_from("<I", data, 15)[0] == zlib.crc32(data[19:], zlib.crc32(data[:15]))
-    assert data[19:] == bytes([39, 55, 0])  # height-1, width-1, no sections
+    # height-1, width-1, 1 section: tag 7 << 1 = 14 (payload-length), length 1, value 0
+    assert data[19:] == bytes([39, 55, 1, 14, 1, 0])
+    assert _old_file(h=40, w=56, payload=b"")[19:] == bytes([39, 55, 0])  # no sections
 
 
 @pytest.mark.parametrize("h,w,size", [(1, 1, 22), (512, 768, 24), (6000, 4000, 24),
                                       (100000, 3, 24), (3000000, 3, 25)])
 def test_fixed_overhead_is_small(h, w, size):
-    data = _file(h, w, payload=b"")
+    data = _old_file(h=h, w=w, payload=b"")
     assert len(data) == size <= 28
     assert bitstream.header_size(unpack(data)[0]) == size
+    # the payload-length section adds 2 bytes + the length's LEB128 (1 byte up to 127)
+    header, _, sections = unpack(_file(h, w, payload=b""))
+    assert bitstream.header_size(header, sections) == size + 3
+
+
+@pytest.mark.parametrize("n, extra", [(0, 3), (124, 3), (128, 4), (16380, 4), (16384, 5),
+                                      ((1 << 21) - 4, 5), (1 << 21, 6)])
+def test_payload_length_section_size(n, extra):
+    assert len(pack(_header(), bytes(n))) - n == 24 + extra
 
 
 def test_sections_round_trip():
@@ -66,24 +85,29 @@ def test_sections_round_trip():
     ]
     data = _file(sections=secs)
     header, payload, sections = unpack(data)
-    assert list(sections) == secs and payload == PAYLOAD
+    assert list(sections) == [bitstream.payload_length_section(len(PAYLOAD))] + secs
+    assert payload == PAYLOAD
     assert bitstream.header_size(header, sections) == len(data) - len(PAYLOAD)
+    sections = sections[1:]
     assert sections[3].value() == "grayscale" and sections[4].value() == 3.84
     assert [s.known for s in sections] == [True] * 5 + [False]
     assert sections[5].to_json() == {"type": 1000, "name": "unknown-1000", "critical": False, "bytes": 0}
 
 
 def test_section_tag_and_length_encoding():
-    data = _file(h=1, w=1, payload=b"", sections=[Section(5, True, b"\x00\x01")])
+    data = _old_file(h=1, w=1, payload=b"", sections=[Section(5, True, b"\x00\x01")])
     # count 1, tag 5 << 1 | 1 = 11, length 2, data
     assert data[21:] == bytes([1, 11, 2, 0, 1])
+    data = _file(h=1, w=1, payload=b"", sections=[Section(5, True, b"\x00\x01")])
+    # the payload-length section comes first: tag 7 << 1 = 14, length 1, value 0
+    assert data[21:] == bytes([2, 14, 1, 0, 11, 2, 0, 1])
 
 
 def test_unknown_non_critical_section_is_skipped():
     data = _file(sections=[Section(77, False, b"future data"), bitstream.colour_mode_section(False)])
     header, payload, sections = unpack(data)
     assert payload == PAYLOAD and header.width == 768
-    assert [s.type for s in sections] == [77, 4]
+    assert [s.type for s in sections] == [7, 77, 4]
 
 
 @pytest.mark.parametrize("type_, what", [(77, "type 77"), (bitstream.SECTION_Q_MAP, "q map")])
@@ -96,7 +120,7 @@ def test_unknown_critical_section_is_refused(type_, what):
 
 def test_known_critical_section_is_read():
     data = _file(sections=[Section(bitstream.SECTION_ICC, True, b"profile")])
-    assert unpack(data)[2][0].critical
+    assert unpack(data)[2][1].critical
 
 
 @pytest.mark.parametrize("section", [
@@ -112,7 +136,7 @@ def test_invalid_sections_are_not_written(section):
 
 def _forge_sections(body: bytes, payload: bytes = PAYLOAD) -> bytes:
     """A file whose section area is ``body`` (count included), with a valid CRC."""
-    data = bytearray(_file(payload=b""))
+    data = bytearray(_old_file(payload=b""))
     assert data[23] == 0  # the count byte of a 512x768 file without sections
     return _recrc(bytes(data[:23]) + body + payload)
 
@@ -241,3 +265,165 @@ def test_pack_validates_fields():
         pack(_header(), b"abc")
     with pytest.raises(ValueError):
         pack(_header(h=0), b"")
+
+
+# --------------------------------------------------------------- payload-length section
+def _broken_crc(data: bytes) -> bytes:
+    """``data`` with a CRC that no longer matches (as after any accident)."""
+    return data[:15] + bytes([data[15] ^ 0xFF]) + data[16:]
+
+
+def _message(data: bytes) -> str:
+    with pytest.raises(BitstreamError) as e:
+        unpack(data)
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_pack_unpack_round_trip_with_payload_length():
+    secs = [Section(bitstream.SECTION_ICC, False, b"p" * 30), bitstream.colour_mode_section(True)]
+    data = _file(payload=PAYLOAD * 10, sections=secs)
+    header, payload, sections = unpack(data)
+    assert sections[0] == bitstream.payload_length_section(200) and list(sections[1:]) == secs
+    assert sections[0].to_json() == {"type": 7, "name": "payload-length", "critical": False,
+                                     "bytes": 2, "value": 200}
+    # The section given back to pack is replaced by the one pack writes: the same bytes.
+    assert pack(header, payload, sections) == data
+    assert pack(header, payload, list(sections)[::-1]) == _file(payload=PAYLOAD * 10,
+                                                                sections=secs[::-1])
+    # An old file repacked gains the section; its header otherwise unchanged.
+    old = _old_file(payload=PAYLOAD * 10, sections=secs)
+    assert pack(*unpack(old)) == data
+    assert pack(header, payload, sections, payload_length=False) == old
+
+
+# A file with the payload-length section, then an ICC profile and an EXIF block (last).
+SECS = [Section(bitstream.SECTION_ICC, False, b"p" * 30), Section(bitstream.SECTION_EXIF, False, b"e" * 50)]
+BIG = bytes(range(200)) * 2  # a 400-byte payload (a 2-byte LEB128 length)
+
+
+def test_truncated_payload_says_how_many_bytes_are_missing():
+    data = _file(payload=BIG, sections=SECS)
+    start = len(data) - len(BIG)
+    for cut in range(start, len(data)):
+        have, missing = cut - start, len(data) - cut
+        msg = _message(data[:cut])
+        s = "" if missing == 1 else "s"
+        assert msg == (f"truncated .crdr file: {missing:,} byte{s} missing "
+                       f"(the payload has {have:,} of 400 bytes)"), (cut, msg)
+
+
+def test_truncated_sections_say_how_many_bytes_are_missing():
+    data = _file(payload=BIG, sections=SECS)
+    pl_end = 24 + 4  # 19 fixed, 2 + 2 sizes, 1 count; the payload-length section: 14, 2, 0x90 0x03
+    assert data[24:28] == bytes([14, 2, 0x90, 0x03])
+    exif_data = len(data) - len(BIG) - 50
+    for cut in range(pl_end, len(data) - len(BIG)):
+        msg = _message(data[:cut])
+        missing = len(data) - cut
+        if cut >= exif_data:  # inside the last section's data: exact
+            assert msg == (f"truncated .crdr file: {missing:,} bytes missing (cut in the header, "
+                           "before the 400-byte payload)"), (cut, msg)
+        else:  # the sections after the cut are not known yet: a lower bound
+            assert msg.startswith("truncated .crdr file: at least "), (cut, msg)
+            assert "before the 400-byte payload" in msg
+            bound = int(msg.split("at least ")[1].split(" ")[0].replace(",", ""))
+            assert 400 < bound <= missing, (cut, msg)
+    # Before the payload-length section is whole, no length is known: as for an old file.
+    for cut in range(19, pl_end):
+        assert _message(data[:cut]).startswith("truncated .crdr file ("), cut
+
+
+def test_appended_bytes_are_named():
+    data = _file(payload=BIG)
+    for extra in (b"\0", b"\0\0\0\0", b"x" * 1000):
+        assert _message(data + extra) == (
+            f"corrupt .crdr file: {len(extra):,} byte{'s' if len(extra) > 1 else ''} appended "
+            f"after its end (the payload has {400 + len(extra):,} bytes; the file declares 400)")
+
+
+def test_damage_without_a_length_change_is_corrupt():
+    data = bytearray(_file(payload=BIG))
+    data[-10] ^= 0x20
+    assert _message(bytes(data)) == "corrupt .crdr file (checksum mismatch)"
+
+
+@pytest.mark.parametrize("cut", [4, 8, 12])
+def test_forged_payload_length_with_a_valid_crc_is_corrupt(cut):
+    data = _file(payload=BIG)
+    # Cut and re-CRC'd, or the declared length changed and re-CRC'd: made, not damaged.
+    msg = _message(_recrc(data[:-cut]))
+    assert msg == (f"corrupt .crdr file (the payload has {400 - cut} bytes; its payload-length "
+                   "section says 400)")
+    forged = bytearray(data)
+    assert forged[24:28] == bytes([14, 2, 0x90, 0x03])
+    forged[26] = 0x90 + cut  # declares 400 + cut
+    assert "payload-length section says" in _message(_recrc(forged))
+    assert "truncated" in _message(bytes(forged))  # the same bytes with a broken CRC
+
+
+@pytest.mark.parametrize("body", [
+    bytes([1, 14, 0]),  # empty
+    bytes([1, 14, 2, 0x94, 0x00]),  # 20, not the minimal encoding
+    bytes([1, 14, 2, 20, 0]),  # a byte after the number
+    bytes([1, 14, 1, 21]),  # not whole 32-bit words
+    bytes([1, 14, 6, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]),  # 6-byte LEB128
+])
+def test_malformed_payload_length_is_refused(body):
+    msg = _message(_forge_sections(body))
+    assert msg.startswith("corrupt .crdr header (section payload-length: payload length must be")
+    # With a broken CRC a malformed length is not believed: corrupt, as before.
+    assert _message(_broken_crc(_forge_sections(body))) == "corrupt .crdr file (checksum mismatch)"
+
+
+def test_payload_length_twice_is_refused():
+    assert "twice" in _message(_forge_sections(bytes([2, 14, 1, 20, 14, 1, 20])))
+
+
+def test_huge_declared_length_allocates_nothing():
+    # 2**35 - 4: the largest length a 5-byte LEB128 holds; the file has 20 payload bytes.
+    body = bytes([1, 14, 5, 0xFC, 0xFF, 0xFF, 0xFF, 0x7F])
+    assert _payload_length_of(body) == (1 << 35) - 4
+    msg = _message(_broken_crc(_forge_sections(body)))
+    assert msg == (f"truncated .crdr file: {(1 << 35) - 24:,} bytes missing "
+                   f"(the payload has 20 of {(1 << 35) - 4:,} bytes)")
+    assert "payload-length section says" in _message(_forge_sections(body))
+
+
+def _payload_length_of(body: bytes) -> int:
+    return Section(bitstream.SECTION_PAYLOAD_LENGTH, False, body[3:]).value()
+
+
+def test_payload_length_section_is_not_written_wrong():
+    with pytest.raises(ValueError):
+        bitstream.payload_length_section(-4)
+    with pytest.raises(ValueError):
+        bitstream.payload_length_section(21)
+    with pytest.raises(ValueError):
+        bitstream.payload_length_section(1 << 35)  # more than 5 LEB128 bytes
+
+
+def test_old_files_keep_their_messages():
+    """Files without the section (all files before it, like tests/golden/): as before."""
+    data = _old_file(payload=BIG)
+    assert _message(data[:-4]) == "corrupt .crdr file (checksum mismatch)"
+    assert _message(data[:-1]) == "truncated .crdr file (payload incomplete)"
+    assert _message(data + b"\0\0\0\0") == "corrupt .crdr file (checksum mismatch)"
+    # A valid CRC: nothing to compare against (the decoder refuses the short payload).
+    assert unpack(_recrc(data[:-4]))[1] == BIG[:-4]
+
+
+def test_an_older_reader_skips_the_section(monkeypatch):
+    """A crdr that does not know type 7 (removed from IMPLEMENTED) skips it as an unknown
+    non-critical section: the files stay readable by older versions."""
+    data = _file(payload=BIG, sections=SECS)
+    monkeypatch.setattr(bitstream, "IMPLEMENTED", bitstream.IMPLEMENTED - {7})
+    header, payload, sections = unpack(data)
+    assert payload == BIG and list(sections[1:]) == SECS
+    assert not sections[0].known and sections[0].name == "payload-length"
+    assert sections[0].to_json() == {"type": 7, "name": "payload-length", "critical": False,
+                                     "bytes": 2}
+    # ...and, not knowing the length, it says what it said before.
+    assert _message(data[:-4]) == "corrupt .crdr file (checksum mismatch)"
+    assert _message(data[:-1]) == "truncated .crdr file (payload incomplete)"

@@ -140,14 +140,20 @@ def test_encode_decode_round_trip_and_info(runner, tiny_weights, png, out_dir):
     assert (meta["width"], meta["height"]) == (56, 40)
     assert meta["q"] == 2.5
 
-    assert meta["format_version"] == 2 and meta["header_bytes"] == 22
-    assert meta["payload_bytes"] == meta["file_bytes"] - 22
-    assert len(meta["latent_check"]) == 8 and meta["sections"] == []
+    # 22 bytes + the payload-length section: tag, length, the length (LEB128)
+    n = meta["payload_bytes"]
+    header = 22 + 2 + (1 if n < 128 else 2 if n < 16384 else 3)
+    assert meta["format_version"] == 2 and meta["header_bytes"] == header
+    assert n == meta["file_bytes"] - header
+    assert len(meta["latent_check"]) == 8
+    assert meta["sections"] == [{"type": 7, "name": "payload-length", "critical": False,
+                                 "bytes": header - 24, "value": n}]
 
     res = crdr(runner, "info", enc)
     assert res.exit_code == 0, res.stderr
     assert "56x40" in res.stdout
     assert "q=2.5" in res.stdout
+    assert f"payload {n}), model {meta['model_id']}, payload-length={n}" in res.stdout
     assert f"{enc.stat().st_size} bytes" in res.stdout
 
 
@@ -408,7 +414,9 @@ def test_input_is_not_an_image(runner, tiny_weights, tmp_path, out_dir):
 
 
 def _corrupt(data: bytes, how: str) -> bytes:
-    header = 22  # 4 magic + 1 version + 4 model id + 2 q + 4 check + 4 CRC + 1 + 1 (40x56) + 1 count
+    # 4 magic + 1 version + 4 model id + 2 q + 4 check + 4 CRC + 1 + 1 (40x56) + 1 count
+    # + the payload-length section (3-5 bytes): the payload starts by byte 27
+    header = 27
     if how == "truncated_header":
         return data[:10]
     if how == "truncated_payload":
@@ -481,12 +489,17 @@ def test_info_shows_sections(runner, encoded, tmp_path):
         bitstream.Section(300, False, b"later"),
     ]))
     meta = info_json(runner, p)
-    assert meta["header_bytes"] == 22 + (1 + 1 + 100) + (1 + 1 + 2) + (2 + 1 + 5)
-    assert [s["name"] for s in meta["sections"]] == ["icc-profile", "suggested-beta", "unknown-300"]
-    assert meta["sections"][1]["value"] == 3.84
+    n = len(payload)
+    length = 2 + len(bitstream.payload_length_section(n).data)
+    assert meta["header_bytes"] == 22 + length + (1 + 1 + 100) + (1 + 1 + 2) + (2 + 1 + 5)
+    assert [s["name"] for s in meta["sections"]] == ["payload-length", "icc-profile",
+                                                    "suggested-beta", "unknown-300"]
+    assert meta["sections"][0]["value"] == n == meta["payload_bytes"]
+    assert meta["sections"][2]["value"] == 3.84
     res = crdr(runner, "info", p)
     assert res.exit_code == 0, res.stderr
-    assert "icc-profile (100 bytes), suggested-beta=3.84, unknown-300 (5 bytes)" in res.stdout
+    assert (f"payload-length={n}, icc-profile (100 bytes), suggested-beta=3.84, "
+            "unknown-300 (5 bytes)") in res.stdout
 
 
 def test_batch_decode_errors_name_each_file(runner, tiny_weights, encoded, tmp_path, out_dir):
@@ -501,7 +514,7 @@ def test_batch_decode_errors_name_each_file(runner, tiny_weights, encoded, tmp_p
     assert res.exit_code == 1
     errors = [ln for ln in res.stderr.splitlines() if ln.startswith("crdr: error:")]
     assert len(errors) == 2, res.stderr
-    assert "cut.crdr" in errors[0] and "truncated" in errors[0]
+    assert "cut.crdr" in errors[0] and "truncated" in errors[0] and "3 bytes missing" in errors[0]
     assert "old.crdr" in errors[1] and "version 1" in errors[1] and "crdr <= 0.1" in errors[1]
     assert "2 of 3" in res.stderr
     assert os.listdir(out_dir) == ["good.png"]

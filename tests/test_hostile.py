@@ -108,7 +108,8 @@ def test_forged_huge_dimensions_are_refused_fast(codec, sample, monkeypatch):
     spy = _NoModelWork()
     monkeypatch.setattr(coding, "decode_latent", spy)
     forged = _forge(sample, height=30000, width=30000, payload=b"\0\0\0\0")
-    assert len(forged) == 30  # 19 fixed + 3 + 3 (sizes) + 1 (no sections) + 4
+    # 19 fixed + 3 + 3 (sizes) + 1 (section count) + 3 (payload-length section) + 4
+    assert len(forged) == 33
     t0 = time.perf_counter()
     with pytest.raises(LimitError) as e:
         codec.decode(forged)
@@ -292,6 +293,51 @@ def test_cli_unknown_critical_section(runner, tiny_weights, sample, tmp_path):
     p.write_bytes(_forge(sample, sections=[bitstream.Section(40, False, b"x")]))
     res = crdr(runner, "decode", p, tmp_path / "x.png", "--weights", tiny_weights)
     assert res.exit_code == 0, res.stderr
+
+
+# --------------------------------------------------------------- truncated files
+def test_files_declare_their_payload_length(sample):
+    header, payload, sections = bitstream.unpack(sample)
+    assert sections[0].type == bitstream.SECTION_PAYLOAD_LENGTH
+    assert sections[0].value() == len(payload)
+
+
+@pytest.mark.parametrize("command", ["decode", "info"])
+def test_cli_truncated_file_says_how_many_bytes_are_missing(runner, tiny_weights, sample,
+                                                            tmp_path, command):
+    n = len(bitstream.unpack(sample)[1])
+    p = tmp_path / "cut.crdr"
+    for missing in (1, 4, n // 2, n):  # n: the whole payload is gone
+        p.write_bytes(sample[:-missing])
+        args = [p, tmp_path / "x.png", "--weights", tiny_weights] if command == "decode" else [p]
+        res = crdr(runner, command, *args)
+        s = "" if missing == 1 else "s"
+        assert_one_line_error(res, "cut.crdr", "truncated", f"{missing:,} byte{s} missing",
+                              f"the payload has {n - missing:,} of {n:,} bytes")
+        assert not (tmp_path / "x.png").exists()
+    p.write_bytes(sample + b"\0" * 8)
+    res = crdr(runner, command, *([p, tmp_path / "x.png", "--weights", tiny_weights]
+                                  if command == "decode" else [p]))
+    assert_one_line_error(res, "cut.crdr", "8 bytes appended")
+
+
+def test_an_older_reader_decodes_a_file_with_the_section(codec, sample, monkeypatch):
+    """A crdr that does not know the payload-length section (its type removed from
+    IMPLEMENTED) skips it as unknown and non-critical: the same image."""
+    expected = codec.decode(sample)
+    monkeypatch.setattr(bitstream, "IMPLEMENTED",
+                        bitstream.IMPLEMENTED - {bitstream.SECTION_PAYLOAD_LENGTH})
+    assert not bitstream.unpack(sample)[2][0].known
+    assert np.array_equal(codec.decode(sample), expected)
+
+
+def test_a_file_without_the_section_decodes(codec, sample):
+    """Files written before the section (as tests/golden/ are) decode to the same image."""
+    header, payload, sections = bitstream.unpack(sample)
+    old = bitstream.pack(header, payload, sections, payload_length=False)
+    assert len(old) == len(sample) - len(sections[0].data) - 2
+    assert bitstream.unpack(old)[2] == sections[1:]
+    assert np.array_equal(codec.decode(old), codec.decode(sample))
 
 
 # --------------------------------------------------------------- the CLI, encode side
