@@ -2,16 +2,19 @@
 distortion/realism control (beta), after Iwai et al., "Controlling Rate, Distortion,
 and Realism: Towards a Single Comprehensive Neural Image Compression Model", WACV 2024.
 
-Importing this package does not import torch; the heavy modules load on first use.
+The product path (``Codec``, ``read_info``, the ``crdr`` command) runs on ONNX Runtime,
+numpy and constriction, never torch; torch is for training and research
+(:mod:`crdr_codec.nn`). Importing this package imports neither; the modules load on first
+use.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = ["__version__", "Codec", "read_info"]
 
 
 def __getattr__(name: str):
-    # Codec needs torch; import it only when asked for (``from crdr_codec import Codec``).
+    # Codec loads ONNX Runtime; import it only when asked for (``from crdr_codec import Codec``).
     if name == "Codec":
         from .codec import Codec
 
