@@ -10,7 +10,8 @@ timed inside a fresh process: start-up imports, model load, image read, g_a, h_a
 coding, entropy decoding, g_s, image write.
 
     .venv-runtime/bin/python benchmarks/runtime.py [IMAGE] [--q 2] [--beta 0] [--threads 2]
-        [--repeats 5] [--torch-python .venv/bin/python] [--baseline-checkout DIR] [--json OUT]
+        [--repeats 5] [--device cpu|cuda] [--torch-python .venv/bin/python]
+        [--baseline-checkout DIR] [--json OUT]
 
 IMAGE defaults to docs/demo/kodim23.png. ``--baseline-checkout`` is a source folder of the
 torch-based crdr (e.g. ``git worktree add ../crdr-torch d2ffcab``), run with
@@ -46,13 +47,14 @@ _STAGES = textwrap.dedent("""
     from crdr_codec.runtime import latent as coding
     t = {"imports": time.perf_counter() - t0}
     src, work, q, beta, threads = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+    device = sys.argv[6]
 
     def lap(name, t1):
         t[name] = time.perf_counter() - t1
         return time.perf_counter()
 
     t1 = time.perf_counter()
-    codec = Codec(device="cpu", threads=threads)
+    codec = Codec(device=device, threads=threads)
     m = codec.model
     m.entropy, m.tables  # built on first use: part of loading
     t1 = lap("model load", t1)
@@ -107,6 +109,7 @@ def main() -> None:
     ap.add_argument("--q", type=float, default=2.0)
     ap.add_argument("--beta", type=float, default=0.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the transforms)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--torch-python", default=str(ROOT / ".venv" / "bin" / "python"),
                     help="a Python that has torch, for the import baseline")
@@ -116,9 +119,9 @@ def main() -> None:
     if not os.access(TIME, os.X_OK):
         sys.exit(f"needs GNU time at {TIME} (apt install time)")
     py = sys.executable
-    th = ["--threads", str(a.threads)]
+    th = ["--threads", str(a.threads), "--device", a.device]
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "OPENBLAS_NUM_THREADS": str(a.threads)}
-    res: dict = {"image": a.image, "q": a.q, "beta": a.beta, "threads": a.threads,
+    res: dict = {"image": a.image, "q": a.q, "beta": a.beta, "threads": a.threads, "device": a.device,
                  "repeats": a.repeats, "processes": {}, "stages": {}}
     with tempfile.TemporaryDirectory(prefix="crdr-bench-") as tmp:
         enc, dec = f"{tmp}/a.crdr", f"{tmp}/a.png"
@@ -144,7 +147,8 @@ def main() -> None:
                                                                        cwd=a.baseline_checkout)
         stage_runs = []
         for _ in range(max(1, a.repeats)):
-            out = subprocess.run([py, "-c", _STAGES, a.image, tmp, str(a.q), str(a.beta), str(a.threads)],
+            out = subprocess.run([py, "-c", _STAGES, a.image, tmp, str(a.q), str(a.beta), str(a.threads),
+                                  a.device],
                                  capture_output=True, text=True, env=env, cwd=tmp)
             if out.returncode != 0:
                 sys.exit(out.stderr)
@@ -152,7 +156,7 @@ def main() -> None:
         res["stages"] = {k: statistics.median(r[k] for r in stage_runs) for k in stage_runs[0]}
     procs = res["processes"]
     base = procs.get("python -c 'import torch'", {}).get("seconds")
-    print(f"{Path(a.image).name}, q={a.q:g}, beta={a.beta:g}, {a.threads} threads, "
+    print(f"{Path(a.image).name}, q={a.q:g}, beta={a.beta:g}, {a.threads} threads, {a.device}, "
           f"median of {a.repeats} (after a warm-up)")
     print(f"{'process':<32} {'seconds':>8} {'peak MiB':>9} {'x import torch':>15}")
     for name, r in procs.items():

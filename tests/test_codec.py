@@ -228,3 +228,20 @@ def test_tiled_decode_is_the_same_image_as_before_streaming(tiny_weights):
     m, h = codec.model, lat.header
     old = np.clip(_reference_tiled(lambda p: m.g_s(p, h.q, 2.0), lat.y_hat, 8, 4, 16, 3), -1, 1)
     assert np.array_equal(codec.decode(data, 2.0), to_uint8(crop(old, h.height, h.width)))
+
+
+def test_cuda_transforms_decode_like_the_cpu(tiny_package):
+    """--device cuda: the transforms on ONNX Runtime's CUDA provider (TF32 off), the entropy
+    model on the CPU: the same latent, pixels within 2 levels, files that decode on the CPU."""
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("ONNX Runtime's CUDA provider is not installed (the gpu extra) or no GPU")
+    cpu, gpu = Codec(tiny_package, device="cpu"), Codec(tiny_package, device="cuda")
+    assert gpu.device == "cuda"
+    rgb = natural_image(96, 160, seed=4)
+    for data in (cpu.encode(rgb, 2.0).data, gpu.encode(rgb, 2.0).data):
+        a, b = cpu.decode_latent(data), gpu.decode_latent(data)
+        assert np.array_equal(a.y_hat, b.y_hat)
+        diff = np.abs(cpu.synthesize(a, 3.84).astype(int) - gpu.synthesize(b, 3.84).astype(int))
+        assert diff.max() <= 2
