@@ -48,11 +48,13 @@ $(STAMP): pyproject.toml Makefile
 # shipped model must come with the package); it is reinstalled on every run so that it
 # holds the current code.
 runtime: $(RTSTAMP)
+	rm -rf build  # setuptools' build/ keeps modules that were since removed
 	$(RT)/bin/python -m pip install --quiet --no-deps --force-reinstall .
 
 $(RTSTAMP): pyproject.toml Makefile
 	test -x $(RT)/bin/python || $(PYTHON) -m venv $(RT)
 	$(RT)/bin/python -m pip install --upgrade pip
+	rm -rf build
 	$(RT)/bin/python -m pip install . 'pytest>=7'
 	touch $(RTSTAMP)
 
@@ -65,6 +67,9 @@ test: install runtime
 	# tests/ so that the installed package is tested, not the source folder
 	! $(RT)/bin/python -c "import torch" 2>/dev/null
 	cd tests && ../$(RT)/bin/python -m pytest -q -p no:cacheprovider
+	# the installed crdr works from any folder (the default model comes with the package)
+	cd "$$(mktemp -d)" && $(CURDIR)/$(RT)/bin/crdr encode $(CURDIR)/docs/demo/kodim23.png a.crdr \
+		--q 1 && $(CURDIR)/$(RT)/bin/crdr decode a.crdr a.png --beta 3.84 && rm -r "$$PWD"
 
 bench: install
 	$(BIN)/python benchmarks/speed.py

@@ -86,7 +86,9 @@ def main() -> None:
                     d = np.abs(px - ref)
                     worst = max(worst, int(d.max()))
                     diffs.append(float(d.mean()))
-        print(f"{path.name}: done ({time.time() - t0:.0f} s)", file=sys.stderr)
+        print(f"{path.name}: done ({time.time() - t0:.0f} s); so far {n_latents - 2 * len(bad)} of "
+              f"{n_latents} latents identical, {n_same_bytes} of {n_files // 2} file pairs "
+              f"byte-identical, pixels at most {worst} levels apart", file=sys.stderr)
     print(f"{len(files)} images x q {a.q} x beta {a.beta}, weights {fp[:4].hex()}")
     print(f"files written: {n_files} ({n_files // 2} by each engine); byte-identical pairs: "
           f"{n_same_bytes} of {n_files // 2}")
