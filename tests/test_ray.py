@@ -315,3 +315,20 @@ def test_resume_after_interruption(cluster, large, tiny_package, tmp_path):
                   if r["status"] == "skipped") == done
     assert sum(r["status"] == "ok" for r in rows.values()) == len(images) - len(done)
     _same_files(root / "ref", out, [Path(p).stem + ".crdr" for p in images])
+
+
+@pytest.mark.weights
+def test_readme_pipeline_example_runs_as_written(cluster, monkeypatch, capsys):
+    """The README's Ray pipeline example, in the repository's folder (the shipped model,
+    the demo image), on this module's cluster."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text[text.index("## Batches on a Ray cluster"):],
+                     re.S).group(1)
+    monkeypatch.chdir(root)
+    exec(compile(code, "README.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(" ok " in line for line in lines), lines
+    assert lines[0].endswith(" bpp") and lines[1].endswith(" bytes of PNG")
