@@ -854,3 +854,24 @@ def test_torch_commands_name_the_extra_when_torch_is_missing(runner, png, tmp_pa
     assert not (tmp_path / "r.crdr").exists()
     res = crdr(runner, "encode", png, tmp_path / "ok.crdr", "--q", "1")
     assert res.exit_code == 0, res.stderr
+
+
+def test_ray_without_ray_installed_is_one_line(monkeypatch, tmp_path):
+    """--ray where ray is not installed (made so here: import ray fails): one line naming
+    the extra, exit 1, nothing written."""
+    import sys
+
+    from click.testing import CliRunner
+
+    from crdr_codec.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    src = tmp_path / "a.png"
+    src.write_bytes(b"not read")
+    for cmd in ("encode", "decode"):
+        res = CliRunner().invoke(main, [cmd, str(src), "-o", str(tmp_path / cmd), "--ray"])
+        assert res.exit_code == 1
+        assert res.output == ("crdr: error: --ray needs ray, which is not installed: "
+                              "pip install 'crdr[ray]'\n")
+    res = CliRunner().invoke(main, ["encode", str(src), str(tmp_path / "a.crdr"), "--ray"])
+    assert res.exit_code == 2 and "--ray needs -o DIR" in res.output

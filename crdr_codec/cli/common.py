@@ -110,6 +110,34 @@ def quiet_option(f):
                              "lines).")(f)
 
 
+def ray_option(f):
+    return click.option("--ray", is_flag=True,
+                        help="Run the batch on a Ray cluster (needs -o DIR and the ray extra): "
+                             "$RAY_ADDRESS, else a local one started for the run. The same "
+                             "files as without --ray, plus a manifest (crdr-manifest.csv) in "
+                             "DIR and one summary line.")(f)
+
+
+def ray_workers_option(f):
+    return click.option("--ray-workers", type=click.IntRange(min=1), default=None, metavar="N",
+                        help="With --ray: N workers (each holds one model); default one per "
+                             "CPU of the cluster.")(f)
+
+
+def check_ray_options(ray: bool, ray_workers: int | None, output_dir: str | None) -> None:
+    """--ray needs -o DIR (its manifest goes there) and the ray extra; --ray-workers needs
+    --ray."""
+    if not ray:
+        if ray_workers is not None:
+            raise UsageError("--ray-workers is for --ray")
+        return
+    if output_dir is None:
+        raise UsageError("--ray needs -o DIR (the outputs and the manifest go there)")
+    from ..extras import require
+
+    require("ray", "--ray", "ray")
+
+
 def max_pixels_option(f):
     from ..limits import DEFAULT_MAX_PIXELS
 

@@ -15,6 +15,7 @@ from .common import (
     OutputGuard,
     check_overwrite_options,
     check_paths,
+    check_ray_options,
     check_writable,
     device_option,
     display_name,
@@ -22,6 +23,8 @@ from .common import (
     max_pixels_option,
     plan,
     quiet_option,
+    ray_option,
+    ray_workers_option,
     read_crdr,
     refuse_terminal,
     run_batch,
@@ -58,8 +61,10 @@ from .common import (
 @force_option
 @skip_existing_option
 @quiet_option
+@ray_option
+@ray_workers_option
 def decode(inputs, output_dir, beta, fmt, jpeg_quality, weights, device, max_pixels, strip,
-           threads, force, skip_existing, quiet) -> None:
+           threads, force, skip_existing, quiet, ray, ray_workers) -> None:
     """Decompress .crdr files into images; beta picks the distortion/realism balance.
 
     The weights are chosen by the model id in each file's header (see --weights).
@@ -69,14 +74,12 @@ def decode(inputs, output_dir, beta, fmt, jpeg_quality, weights, device, max_pix
     \b
       crdr decode in.crdr out.png --beta 0
       crdr decode *.crdr -o decoded/ --beta 3.84
+      crdr decode compressed/*.crdr -o decoded/ --ray --skip-existing
     """
     tune_malloc()
     set_threads(threads)
-    from ..bitstream import unpack
     from ..config import check_beta
     from ..image_io import _canonical_format, format_from_extension
-    from ..limits import check_pixels
-    from ..weights_search import WeightsSearch
 
     check_beta(beta)
 
@@ -90,6 +93,7 @@ def decode(inputs, output_dir, beta, fmt, jpeg_quality, weights, device, max_pix
 
     fmt_name = output_format(fmt, of_name=True) if fmt is not None else "png"
     check_overwrite_options(force, skip_existing)
+    check_ray_options(ray, ray_workers, output_dir)
     pairs = plan(inputs, output_dir, DEFAULT_EXTENSION[fmt_name])
     guard = OutputGuard([src for src, _ in pairs], force, skip_existing)
     formats = set()  # of the outputs
@@ -115,49 +119,28 @@ def decode(inputs, output_dir, beta, fmt, jpeg_quality, weights, device, max_pix
     if jpeg_quality is not None and "jpeg" not in formats:
         raise UsageError("--jpeg-quality is for JPEG output (.jpg or --format jpeg)")
     check_writable([(src, dst) for src, dst in pairs if not guard.skips(dst)])
-    search = WeightsSearch(weights, device=device, threads=threads)
-    codecs: dict[bytes, object] = {}  # model id -> Codec, loaded on first use
+    from ..batch import DecodeSettings, Decoder
 
-    def codec_for(model_id: bytes):
-        if model_id not in codecs:
-            from ..codec import Codec
+    settings = DecodeSettings(beta=beta, jpeg_quality=jpeg_quality, strip=strip,
+                              max_pixels=max_pixels, weights=weights, device=device,
+                              threads=threads)
+    if ray:
+        from ..raybatch import run_cli
 
-            model, fingerprint, _ = search.find(model_id)
-            codec = Codec(model=model, fingerprint=fingerprint, device=device,
-                          max_pixels=max_pixels)
-            if beta != 0 and not codec.realism_trained and not quiet:
-                click.echo(
-                    f"crdr: note: the weights of model {model_id.hex()} come from training stage "
-                    f"{codec.model.meta.get('stage')}, before realism training; beta has no "
-                    "trained effect yet", err=True)
-            codecs[model_id] = codec
-        return codecs[model_id]
+        run_cli("decode", pairs, guard, settings, output_dir, quiet, ray_workers,
+                fmt=fmt_name)
+        return
+    decoder = Decoder(settings, note=None if quiet else lambda line: click.echo(line, err=True))
 
     def work(src: str, dst: str) -> str:
         if guard.skips(dst):
             return guard.skipped(src, dst)
         guard.check(dst)
-        data = read_crdr(src)
-        # Header checks first: a damaged, forged or oversized file costs no model work
-        # (not even importing torch when it is the first file).
-        header, _, sections = unpack(data)
-        check_pixels(header.width, header.height, max_pixels)
-        rgb = codec_for(header.model_id).decode(data, beta)
-        from ..image_io import encode_image_bytes, write_image
-        from ..metadata import from_sections
-
-        meta = from_sections(sections)
-        if strip:
-            meta = meta.stripped()
-        if dst == "-":
-            write_output(dst, encode_image_bytes(rgb, fmt_name, meta, jpeg_quality))
-        else:
-            guard.write(dst, lambda replace: write_image(dst, rgb, format=fmt, meta=meta,
-                                                         replace=replace,
-                                                         jpeg_quality=jpeg_quality))
-        h, w = rgb.shape[:2]
-        return (f"{display_name(src)} -> {'<stdout>' if dst == '-' else dst}: {w}x{h}, "
-                f"beta={beta:g}")
+        # the format of a file output follows --format, else its extension
+        res = decoder.decode(read_crdr(src), fmt_name if dst == "-" or fmt is not None
+                             else format_from_extension(dst))
+        guard.write(dst, lambda replace: write_output(dst, res.data, replace))
+        return res.line(display_name(src), "<stdout>" if dst == "-" else dst)
 
     if run_batch(pairs, work, quiet):
         sys.exit(1)

@@ -16,14 +16,16 @@ from .common import (
     check_overwrite_options,
     check_paths,
     check_weights_file,
+    check_ray_options,
     check_writable,
     device_option,
     display_name,
     force_option,
     max_pixels_option,
     plan,
-    plural,
     quiet_option,
+    ray_option,
+    ray_workers_option,
     read_input,
     refuse_terminal,
     run_batch,
@@ -70,8 +72,10 @@ def _stderr_is_terminal() -> bool:
 @force_option
 @skip_existing_option
 @quiet_option
+@ray_option
+@ray_workers_option
 def encode(inputs, output_dir, q, target_bpp, refine, alpha, weights, device, max_pixels, strip,
-           threads, force, skip_existing, quiet) -> None:
+           threads, force, skip_existing, quiet, ray, ray_workers) -> None:
     """Compress images into .crdr files.
 
     An existing output file is not replaced unless --force is given (--skip-existing
@@ -82,6 +86,7 @@ def encode(inputs, output_dir, q, target_bpp, refine, alpha, weights, device, ma
       crdr encode *.png -o compressed/ --q 1
       crdr encode in.png out.crdr --q 2 --refine 20
       cat in.png | crdr encode - - --bpp 0.3 > out.crdr
+      crdr encode photos/*.jpg -o compressed/ --ray --skip-existing
     """
     tune_malloc()
     set_threads(threads)
@@ -94,6 +99,7 @@ def encode(inputs, output_dir, q, target_bpp, refine, alpha, weights, device, ma
     if target_bpp is not None and not 0 < target_bpp < float("inf"):
         raise ParameterError(f"--bpp must be a positive number, got {target_bpp:g}")
     check_overwrite_options(force, skip_existing)
+    check_ray_options(ray, ray_workers, output_dir)
     pairs = plan(inputs, output_dir, ".crdr")
     guard = OutputGuard([src for src, _ in pairs], force, skip_existing)
     for src, dst in pairs:
@@ -113,10 +119,17 @@ def encode(inputs, output_dir, q, target_bpp, refine, alpha, weights, device, ma
     check_writable(todo)  # an unwritable folder costs no encode
     if todo:
         check_weights_file(weights)  # before torch is imported; the error names the file
-    from .. import metadata
-    from ..image_io import read_image
+    from ..batch import EncodeSettings, Encoder
 
-    loaded = []  # the Codec, loaded once the first image has been read
+    settings = EncodeSettings(q=q, target_bpp=target_bpp, refine=refine, alpha=alpha,
+                              strip=strip, max_pixels=max_pixels, weights=weights,
+                              device=device, threads=threads)
+    if ray:
+        from ..raybatch import run_cli
+
+        run_cli("encode", pairs, guard, settings, output_dir, quiet, ray_workers)
+        return
+    encoder = Encoder(settings)
     missed: list[str] = []  # files over the --bpp target
     search_lines = not quiet and _stderr_is_terminal()
 
@@ -124,40 +137,19 @@ def encode(inputs, output_dir, q, target_bpp, refine, alpha, weights, device, ma
         if guard.skips(dst):
             return guard.skipped(src, dst)
         guard.check(dst)
-        found: list = []
-        rgb = read_image(read_input(src), alpha=alpha, name=display_name(src),
-                         max_pixels=max_pixels, meta=found)
-        sections = metadata.to_sections(found[0].stripped() if strip else found[0])
-        if not loaded:  # a missing or bad input is reported without loading the model
-            from ..codec import Codec
+        name = display_name(src)
 
-            loaded.append(Codec(weights, device=device, max_pixels=max_pixels, threads=threads))
-        codec = loaded[0]
-        encodes = [0]
-        if target_bpp is not None:
-            def step(n: int, q_tried: float, bpp_tried: float) -> None:
-                encodes[0] = n
-                if search_lines:
-                    click.echo(f"crdr: {display_name(src)}: --bpp {target_bpp:g}, try {n}: "
-                               f"q={q_tried:.3f} gives {bpp_tried:.4f} bpp", err=True)
+        def step(n: int, q_tried: float, bpp_tried: float) -> None:
+            click.echo(f"crdr: {name}: --bpp {target_bpp:g}, try {n}: "
+                       f"q={q_tried:.3f} gives {bpp_tried:.4f} bpp", err=True)
 
-            res = codec.encode_to_bpp(rgb, target_bpp, sections=sections, progress=step,
-                                      refine=refine)
-        else:
-            res = codec.encode(rgb, q, sections, refine)
+        res = encoder.encode(read_input(src), name, progress=step if search_lines else None)
         guard.write(dst, lambda replace: write_output(dst, res.data, replace))
-        h, w = rgb.shape[:2]
-        bpp = len(res.data) * 8 / (h * w)
         out = "<stdout>" if dst == "-" else dst
-        if target_bpp is not None and bpp > target_bpp:
+        if res.missed:
             missed.append(src)
-            click.echo(f"crdr: warning: {display_name(src)}: --bpp {target_bpp:g} cannot be "
-                       f"reached; the smallest file (q={res.q:g}) is {bpp:.4f} bpp, written to "
-                       f"{out}", err=True)
-        searched = ("" if target_bpp is None else
-                    f" (--bpp {target_bpp:g}: {plural(encodes[0], 'encode')})")
-        return (f"{display_name(src)} -> {out}: {w}x{h}, q={res.q:g}, "
-                f"{len(res.data)} bytes, {bpp:.4f} bpp{searched}")
+            click.echo(res.warning(name, out), err=True)
+        return res.line(name, out)
 
     if run_batch(pairs, work, quiet):
         sys.exit(1)
