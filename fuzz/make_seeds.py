@@ -1,12 +1,12 @@
 """Write the fuzzer's seed files: small .crdr files of the tiny test model and the shipped
-model (odd sizes, grayscale, metadata and unknown sections), and optionally copies of the
-golden files.
+model (odd sizes, grayscale, metadata and unknown sections), or copies of the golden files.
 
-    python fuzz/make_seeds.py [OUT_DIR] [--golden]
+    python fuzz/make_seeds.py [OUT_DIR]            # the encoded seeds
+    python fuzz/make_seeds.py OUT_DIR --golden     # the golden files
 
 OUT_DIR defaults to fuzz/seeds (committed; regenerate after a model or format change).
 With ``--golden`` the golden files (tests/golden/*.crdr, tests/golden/*/*.crdr) are
-copied into OUT_DIR too; they are not kept in fuzz/seeds, so that folder never holds
+copied into OUT_DIR instead; they are not kept in fuzz/seeds, so that folder never holds
 stale copies of them.
 """
 
@@ -71,7 +71,7 @@ def main(argv: list[str]) -> None:
     args = [a for a in argv if a != "--golden"]
     out = Path(args[0]) if args else ROOT / "fuzz" / "seeds"
     out.mkdir(parents=True, exist_ok=True)
-    for model, seeds in SEEDS.items():
+    for model, seeds in ({} if golden else SEEDS).items():
         codec = Codec(MODELS[model], device="cpu", threads=1)
         for k, (name, h, w, q, kind) in enumerate(seeds):
             rgb = image(h, w, seed=k)
