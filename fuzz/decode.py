@@ -10,7 +10,7 @@ an untrusted file:
   format's fields have one encoding only, docs/FORMAT.md);
 * ``Codec.decode_latent`` (model id, pixel limit, payload bound, range decoder, the
   integer entropy networks, the symbols' check value) and, when that succeeds,
-  ``Codec.decode`` at a beta taken from the input;
+  ``Codec.decode`` and ``Codec.decode_image`` at a beta taken from the input;
 * the metadata sections carried into each output format ``crdr decode`` writes (the
   ICC profile, EXIF and XMP go to Pillow as they are in the file).
 
@@ -194,10 +194,14 @@ def check_decode(data: bytes) -> None:
     beta = BETAS[data[-1] % len(BETAS)]
     try:
         rgb = CODEC.decode(data, beta)
+        im = CODEC.decode_image(data, beta)
     except CrdrError:
         raise AssertionError("decode refused a file whose latent decoded") from None
     if rgb.shape != (h.height, h.width, 3) or rgb.dtype != np.uint8:
         raise AssertionError(f"decode returned {rgb.dtype} {rgb.shape} for a "
+                             f"{h.width}x{h.height} file")
+    if im.size != (h.width, h.height):
+        raise AssertionError(f"decode_image returned a {im.size} image for a "
                              f"{h.width}x{h.height} file")
 
 
