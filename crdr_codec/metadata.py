@@ -161,7 +161,8 @@ def _tiff_tags(meta: Metadata) -> Image.Exif:
         except Exception as e:  # Pillow's TIFF tag code raises many types on damaged data
             reason = " ".join(str(e).split())[:200] or type(e).__name__
             raise ImageError(f"its EXIF block is damaged ({reason}), so a TIFF file cannot "
-                             f"carry it; decode with --strip, or to {_OTHER_FORMATS['tiff']}") from None
+                             f"carry it; decode with --strip, or to "
+                             f"{_OTHER_FORMATS['tiff']}") from None
     if meta.xmp:
         ex[_XMP_TAG] = bytes(meta.xmp)
     return ex

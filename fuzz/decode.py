@@ -48,7 +48,7 @@ import click  # noqa: E402, F401
 import constriction  # noqa: E402, F401
 import numpy as np  # noqa: E402
 import onnxruntime  # noqa: E402, F401
-from PIL import Image  # noqa: E402
+from PIL import Image  # noqa: E402, F401
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))

@@ -93,7 +93,7 @@ def _api(codec, data: bytes) -> str | None:
     return msg
 
 
-def _cli(runner, tmp_path, args) -> str | None:
+def _cli(runner, args) -> str | None:
     """Run `crdr ARGS`; None on success, else its one error line (anything else fails)."""
     t0 = time.monotonic()
     res = runner.invoke(main, [str(a) for a in args])
@@ -113,7 +113,7 @@ def _decode_cli(runner, tmp_path, weights, data: bytes, ext: str) -> str | None:
     src.write_bytes(data)
     out = tmp_path / f"out.{ext}"
     out.unlink(missing_ok=True)
-    msg = _cli(runner, tmp_path, ["decode", src, out, "--weights", weights, "--beta", "3.84"])
+    msg = _cli(runner, ["decode", src, out, "--weights", weights, "--beta", "3.84"])
     assert out.exists() == (msg is None)  # no partial file on an error
     return msg
 
@@ -124,7 +124,7 @@ def _clean(runner, tmp_path, tiny, data: bytes, formats=FORMATS) -> None:
     api = _api(codec, data)
     src = tmp_path / "info.crdr"
     src.write_bytes(data)
-    _cli(runner, tmp_path, ["info", src])
+    _cli(runner, ["info", src])
     for ext in formats:
         msg = _decode_cli(runner, tmp_path, weights, data, ext)
         if api is not None:  # what the API refuses, the command refuses too
@@ -144,7 +144,7 @@ def test_found_input_ends_cleanly(runner, tmp_path, tiny, name):
         if what == "info":
             src = tmp_path / "info.crdr"
             src.write_bytes(data)
-            msg = _cli(runner, tmp_path, ["info", src])
+            msg = _cli(runner, ["info", src])
         else:
             msg = _decode_cli(runner, tmp_path, tiny[0], data, what)
         if words is None:
@@ -199,7 +199,7 @@ def test_metadata_too_large_for_jpeg_is_one_line(runner, tmp_path, tiny, what):
     weights, codec = tiny
     png = _big_metadata_png(tmp_path, what)
     crdr = tmp_path / "big.crdr"
-    assert _cli(runner, tmp_path, ["encode", png, crdr, "--weights", weights]) is None
+    assert _cli(runner, ["encode", png, crdr, "--weights", weights]) is None
     data = crdr.read_bytes()
     assert len(data) > 65536
     msg = _decode_cli(runner, tmp_path, weights, data, "jpg")
@@ -207,7 +207,7 @@ def test_metadata_too_large_for_jpeg_is_one_line(runner, tmp_path, tiny, what):
     assert msg is not None and f"its {name}" in msg and "does not fit into a JPEG" in msg
     assert "--strip" in msg
     out = tmp_path / "out.jpg"
-    assert _cli(runner, tmp_path, ["decode", crdr, out, "--weights", weights, "--strip"]) is None
+    assert _cli(runner, ["decode", crdr, out, "--weights", weights, "--strip"]) is None
     for ext in ("png", "webp", "tif"):
         assert _decode_cli(runner, tmp_path, weights, data, ext) is None, ext
     assert _api(codec, data) is None
@@ -271,7 +271,8 @@ def _edge_case(seed: bytes, case: str) -> bytes:
         "size-1x1": lambda: forged(height=1, width=1),  # also 64x64 after padding: same symbols
         "size-one-more-z-row": lambda: forged(height=header.height + 64),
         "critical-unknown-section": lambda: with_sections(bitstream.Section(40, True, b"x")),
-        "q-map-section": lambda: with_sections(bitstream.Section(bitstream.SECTION_Q_MAP, True, b"")),
+        "q-map-section": lambda: with_sections(
+            bitstream.Section(bitstream.SECTION_Q_MAP, True, b"")),
         "largest-section-type": lambda: with_sections(
             bitstream.Section(bitstream.MAX_SECTION_TYPE, False, b"skipped")),
         "non-minimal-leb128": lambda: _fix_crc(seed[:19] + bytes([seed[19] | 0x80, 0]) + seed[20:]),
