@@ -45,6 +45,8 @@ _LEB_MAX_BYTES = 5
 #: Sections: at most this many, with at most this many data bytes in all.
 MAX_SECTIONS = 64
 MAX_SECTION_BYTES = (1 << 24) - 1  # under 16 MiB
+#: Largest section type: its tag (type << 1 | critical) is a LEB128 of at most 5 bytes.
+MAX_SECTION_TYPE = (1 << (7 * _LEB_MAX_BYTES - 1)) - 1
 
 # Section types (the tag is type << 1 | critical; type 0 is reserved).
 SECTION_ICC = 1  # ICC colour profile of the original image (raw profile bytes)
@@ -249,7 +251,7 @@ def _section_bytes(sections) -> bytes:
     for s in sections:
         if not isinstance(s, Section):
             raise TypeError(f"expected a Section, got {type(s).__name__}")
-        if not (1 <= s.type < 1 << 31):
+        if not (1 <= s.type <= MAX_SECTION_TYPE):
             raise ValueError(f"section type out of range: {s.type}")
         if s.known:
             if s.type in seen:

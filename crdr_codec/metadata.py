@@ -7,21 +7,28 @@ own pixel data, see :data:`STRUCTURAL_TAGS`), its XMP packet, and whether it was
 grayscale. :func:`to_sections` stores them in
 the optional sections of the container (docs/FORMAT.md); :func:`from_sections` reads them
 back, and :func:`save_options` turns them into Pillow save arguments for the decoded file
-(formats that cannot hold a field simply do not get it). Only Pillow and the standard
-library are imported here.
+(formats that cannot hold a field simply do not get it; a field too large for the format,
+or an EXIF block that a TIFF writer cannot parse, is refused with an ImageError). Only
+Pillow and the standard library are imported here.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 from PIL import Image
 
 from . import bitstream
+from .errors import ImageError
 
 _ORIENTATION = 0x0112
 _XMP_TAG = 700  # TIFF tag of the XMP packet
 _GRAY_MODES = ("1", "L", "LA", "La", "I", "F")
+#: A JPEG file holds the EXIF block and the XMP packet in one marker segment each (at most
+#: 65533 bytes, the XMP one after its 29-byte namespace); Pillow refuses larger ones.
+_JPEG_LIMITS = {"EXIF block": 65533, "XMP packet": 65533 - 29}
+_OTHER_FORMATS = {"jpeg": "PNG, WebP or TIFF", "tiff": "PNG, JPEG or WebP"}
 
 #: TIFF tags of the first IFD that describe how that file stores its pixels, not the
 #: picture: never carried as EXIF (they would be wrong for the decoded file, and a
@@ -111,20 +118,21 @@ def save_options(meta: Metadata | None, fmt: str) -> dict:
     if meta is None:
         return {}
     opts: dict = {}
+    if fmt == "jpeg":
+        for what, data in (("EXIF block", meta.exif), ("XMP packet", meta.xmp)):
+            if data and len(data) > _JPEG_LIMITS[what]:
+                raise ImageError(f"its {what} ({len(data):,} bytes) does not fit into a JPEG file "
+                                 f"(at most {_JPEG_LIMITS[what]:,} bytes); decode with --strip, or "
+                                 f"to {_OTHER_FORMATS[fmt]}")
     if fmt in ("png", "jpeg", "webp", "tiff"):
         if meta.icc:
             opts["icc_profile"] = meta.icc
-        if meta.exif:
+        if meta.exif and fmt != "tiff":
             opts["exif"] = meta.exif
+    if fmt == "tiff" and (meta.exif or meta.xmp):
+        opts["tiffinfo"] = _tiff_tags(meta)
     if meta.xmp:
-        if fmt == "tiff":  # TIFF keeps XMP as a tag of its IFD, beside the EXIF ones
-            ex = Image.Exif()
-            if meta.exif:
-                ex.load(meta.exif)
-            ex[_XMP_TAG] = bytes(meta.xmp)
-            opts.pop("exif", None)
-            opts["tiffinfo"] = ex
-        elif fmt in ("jpeg", "webp"):
+        if fmt in ("jpeg", "webp"):
             opts["xmp"] = meta.xmp
         elif fmt == "png":
             from PIL.PngImagePlugin import PngInfo
@@ -133,3 +141,28 @@ def save_options(meta: Metadata | None, fmt: str) -> dict:
             info.add_itxt("XML:com.adobe.xmp", meta.xmp.decode("utf-8", "replace"))
             opts["pnginfo"] = info
     return opts
+
+
+def _tiff_tags(meta: Metadata) -> Image.Exif:
+    """The EXIF tags and XMP packet of a TIFF output: tags of its IFD (XMP as tag 700).
+
+    The other formats copy the EXIF block as it is; a TIFF writer must parse it, so here
+    it is parsed and written once as a trial, and a block that Pillow cannot read or
+    write back (a damaged or forged file) is refused. Structural tags are dropped, as
+    :func:`from_image` drops them.
+    """
+    ex = Image.Exif()
+    if meta.exif:
+        try:
+            ex.load(meta.exif)
+            for tag in STRUCTURAL_TAGS & set(ex):
+                del ex[tag]
+            Image.new("L", (1, 1)).save(io.BytesIO(), format="TIFF", tiffinfo=ex)
+        except Exception as e:  # Pillow's TIFF tag code raises many types on damaged data
+            reason = " ".join(str(e).split())[:200] or type(e).__name__
+            raise ImageError(f"its EXIF block is damaged ({reason}), so a TIFF file cannot "
+                             f"carry it; decode with --strip, or to "
+                             f"{_OTHER_FORMATS['tiff']}") from None
+    if meta.xmp:
+        ex[_XMP_TAG] = bytes(meta.xmp)
+    return ex
