@@ -381,7 +381,7 @@ def run_cli(kind: str, pairs, guard, settings, output_dir: str, quiet: bool,
     if failed or missing:
         sys.exit(1)
     if missed_bpp:
-        from .cli.encode import EXIT_BPP_NOT_REACHED
+        from .cli.common import EXIT_BPP_NOT_REACHED
 
         sys.exit(EXIT_BPP_NOT_REACHED)
 

@@ -39,6 +39,9 @@ ACTOR = "CrdrWorker"  # in the process title of crdr's actors (ray::MapWorker(..
 
 @pytest.fixture(scope="module")
 def cluster():
+    # Ray installs its own SIGTERM/SIGINT handlers in this process; later test modules
+    # (training's SIGTERM checkpoint) need the ones from before
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     c.add_node(num_cpus=2)
     c.wait_for_nodes()
@@ -46,6 +49,8 @@ def cluster():
     yield c
     ray.shutdown()
     c.shutdown()
+    for s, handler in saved.items():
+        signal.signal(s, handler)
 
 
 def _run(*args):

@@ -29,6 +29,10 @@ import click
 
 from ..errors import CrdrError, InputNotice, OutputExistsError, UsageError
 
+#: Exit code of ``crdr encode --bpp`` when every file was written but at least one is
+#: larger than the target (even q = 0 was over it); 1 is an error, 2 a usage error.
+EXIT_BPP_NOT_REACHED = 3
+
 # ------------------------------------------------------------------------ printing
 
 

@@ -11,6 +11,7 @@ from ..config import Q_MAX
 from ..errors import ParameterError, UsageError
 from ..process import set_threads, tune_malloc
 from .common import (
+    EXIT_BPP_NOT_REACHED,
     IN_PATHS,
     OutputGuard,
     check_overwrite_options,
@@ -34,10 +35,6 @@ from .common import (
     weights_option,
     write_output,
 )
-
-#: Exit code of ``crdr encode --bpp`` when every file was written but at least one is
-#: larger than the target (even q = 0 was over it); 1 is an error, 2 a usage error.
-EXIT_BPP_NOT_REACHED = 3
 
 
 def _stderr_is_terminal() -> bool:
