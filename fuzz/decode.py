@@ -214,7 +214,25 @@ def check_decode(data: bytes) -> None:
                              f"{h.width}x{h.height} file")
 
 
+#: $CRDR_FUZZ_RSS_MB: a limit on this process's *current* resident memory, checked every
+#: 64 inputs (a finding when over). libFuzzer's -rss_limit_mb reads the peak RSS, which a
+#: process started from a large one (pytest, after a long test session) inherits through
+#: exec; the smoke test therefore turns that off and sets this instead.
+RSS_LIMIT_MB = float(os.environ.get("CRDR_FUZZ_RSS_MB", "0"))
+_calls = [0]
+
+
+def _check_rss() -> None:
+    _calls[0] += 1
+    if RSS_LIMIT_MB and _calls[0] % 64 == 0:
+        with open("/proc/self/statm") as f:
+            rss_mb = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        if rss_mb > RSS_LIMIT_MB:
+            raise MemoryError(f"resident memory {rss_mb:.0f} MB is over {RSS_LIMIT_MB:g} MB")
+
+
 def TestOneInput(data: bytes) -> None:  # noqa: N802 (atheris' name)
+    _check_rss()
     if atheris._trace_cmp is not _hook_checked:
         _release_cmp_results()
     for candidate in (data, retarget(data, CODEC.model_id)):

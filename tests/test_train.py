@@ -283,6 +283,10 @@ def test_ddp_two_processes_keep_parameters_identical_and_stop_together(data_dir,
         # rank aborted at exit with "terminate called without an active exception")
         "dist.barrier()\n"
         "dist.destroy_process_group()\n"
+        # what the test checks is printed; skip the C++ teardown at interpreter exit, where a
+        # gloo thread still joinable makes a rank abort now and then ("terminate called
+        # without an active exception": in CI once, and here in 2 of 4 full runs under load)
+        "sys.stdout.flush(); sys.stderr.flush(); os._exit(0)\n"
     )
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     import socket
