@@ -86,6 +86,21 @@ def codec(tiny_weights):
 
 
 @pytest.fixture
+def hermetic_models(monkeypatch, tmp_path):
+    """Nothing from the user's environment: no $CRDR_WEIGHTS(_PATH), the shipped models'
+    folders are an empty folder (searches are fast and deterministic), caches in tmp_path."""
+    from crdr_codec import weights_search
+
+    monkeypatch.delenv("CRDR_WEIGHTS_PATH", raising=False)
+    monkeypatch.delenv("CRDR_WEIGHTS", raising=False)
+    monkeypatch.setenv("CRDR_CACHE_DIR", str(tmp_path / "cache"))
+    empty = tmp_path / "package-weights"
+    empty.mkdir()
+    monkeypatch.setattr(weights_search, "package_models_dir", lambda: empty)
+    monkeypatch.setattr(weights_search, "checkout_weights_dir", lambda: empty)
+
+
+@pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
 

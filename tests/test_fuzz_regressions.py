@@ -25,7 +25,7 @@ from PIL import Image
 
 from conftest import natural_image
 
-from crdr_codec import bitstream, weights_search
+from crdr_codec import bitstream
 from crdr_codec.cli import main
 from crdr_codec.errors import CrdrError
 
@@ -54,15 +54,8 @@ FOUND = {
 
 
 @pytest.fixture(autouse=True)
-def _hermetic_env(monkeypatch, tmp_path):
-    """Nothing from the user's environment; no shipped models are searched."""
-    monkeypatch.delenv("CRDR_WEIGHTS_PATH", raising=False)
-    monkeypatch.delenv("CRDR_WEIGHTS", raising=False)
-    monkeypatch.setenv("CRDR_CACHE_DIR", str(tmp_path / "cache"))
-    empty = tmp_path / "package-weights"
-    empty.mkdir()
-    monkeypatch.setattr(weights_search, "package_models_dir", lambda: empty)
-    monkeypatch.setattr(weights_search, "checkout_weights_dir", lambda: empty)
+def _hermetic_env(hermetic_models):
+    """Nothing from the user's environment, no shipped models (conftest.py)."""
 
 
 @pytest.fixture(scope="module")

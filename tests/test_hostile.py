@@ -48,16 +48,8 @@ def assert_one_line_error(res, *words: str) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _hermetic_env(monkeypatch, tmp_path):
-    """Nothing from the user's environment; the package weights/ folder is an empty
-    folder (so searches are fast and deterministic); the id cache in tmp_path."""
-    monkeypatch.delenv("CRDR_WEIGHTS_PATH", raising=False)
-    monkeypatch.delenv("CRDR_WEIGHTS", raising=False)
-    monkeypatch.setenv("CRDR_CACHE_DIR", str(tmp_path / "cache"))
-    empty = tmp_path / "package-weights"
-    empty.mkdir()
-    monkeypatch.setattr(weights_search, "package_models_dir", lambda: empty)
-    monkeypatch.setattr(weights_search, "checkout_weights_dir", lambda: empty)
+def _hermetic_env(hermetic_models):
+    """Nothing from the user's environment, no shipped models (conftest.py)."""
 
 
 @pytest.fixture(scope="module")
