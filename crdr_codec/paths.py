@@ -15,8 +15,10 @@ DEFAULT_WEIGHTS_NAME = "crdr-lite.crdrm"
 
 
 def package_models_dir() -> Path:
-    """The ``models/`` folder inside the package (installed with it)."""
-    return Path(__file__).resolve().parent / "models"
+    """Where the default model is: ``crdr_codec/models/`` of an installed crdr (the wheel
+    takes it from ``weights/``, pyproject.toml), else ``weights/`` of the source checkout."""
+    installed = Path(__file__).resolve().parent / "models"
+    return installed if installed.is_dir() else checkout_weights_dir()
 
 
 def checkout_weights_dir() -> Path:
@@ -26,7 +28,7 @@ def checkout_weights_dir() -> Path:
 
 def default_weights_file(env=None) -> Path:
     """The model ``crdr encode`` uses without ``--weights``: ``$CRDR_WEIGHTS`` if set,
-    else the package's ``models/crdr-lite.crdrm``."""
+    else ``crdr-lite.crdrm`` in :func:`package_models_dir`."""
     env = os.environ if env is None else env
     named = env.get(ENV_DEFAULT)
     return Path(named) if named else package_models_dir() / DEFAULT_WEIGHTS_NAME

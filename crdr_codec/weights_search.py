@@ -9,8 +9,8 @@ looks for one with that id, in order:
 1. the ``--weights`` value: a file, or a folder of model files (without ``--weights``:
    ``$CRDR_WEIGHTS`` if set);
 2. the folders in ``$CRDR_WEIGHTS_PATH`` (separated by ``os.pathsep``, ``:`` on Unix);
-3. the package's ``models/`` folder (the default model), then, in a source checkout, its
-   ``weights/`` folder (the torch weights of every shipped model);
+3. the folder of the default model (``crdr_codec/models/`` installed, ``weights/`` in a
+   source checkout), then a checkout's ``weights/`` folder (every shipped model's ``.pt``);
 4. the cache of exported packages.
 
 Folders are searched non-recursively, packages before weights files, each in name order.
@@ -81,7 +81,9 @@ class WeightsSearch:
             if d.strip():
                 self.places.append((Path(d).expanduser(), True, f"${ENV_PATH}"))
         self.places.append((package_models_dir(), True, "package"))
-        if checkout_weights_dir().is_dir():
+        # a checkout's weights/ holds the earlier models' .pt files (in a checkout it is
+        # also where the default model is: then it is searched once)
+        if checkout_weights_dir().is_dir() and checkout_weights_dir() != package_models_dir():
             self.places.append((checkout_weights_dir(), True, "checkout"))
         if self._exported is not None:
             self.places.append((self._exported, True, "exported"))

@@ -96,7 +96,7 @@ with atheris.instrument_imports(include=["crdr_codec"]):
 
 MODELS = {
     "tiny": ROOT / "tests" / "data" / "tiny.crdrm",
-    "lite": ROOT / "crdr_codec" / "models" / "crdr-lite.crdrm",
+    "lite": ROOT / "weights" / "crdr-lite.crdrm",
 }
 #: Pixel limit (after padding to multiples of 64) per model: each input costs at most
 #: milliseconds (tiny) or a few hundred (lite; the golden files are at most 192x256).

@@ -5,7 +5,7 @@ check value, the SHA-256 of the integer latent (y_hat * 2^8 as little-endian int
 reference decodes (PNG) at beta 0 and 3.84 are stored. Run it only when the shipped
 weights change (the files are then made on that machine; the test runs on others):
 
-    python scripts/make_golden.py [--weights crdr_codec/models/crdr-lite.crdrm] [--out tests/golden]
+    python scripts/make_golden.py [--weights weights/crdr-lite.crdrm] [--out tests/golden]
 
 Before that, move the previous set into ``tests/golden/<its model id>/`` and keep the
 previous weights as ``weights/crdr-lite-<model id>.pt``: tests/test_golden.py then checks
@@ -52,7 +52,7 @@ def latent_digest(codec: Codec, data: bytes) -> tuple[str, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", default=str(ROOT / "crdr_codec" / "models" / "crdr-lite.crdrm"))
+    ap.add_argument("--weights", default=str(ROOT / "weights" / "crdr-lite.crdrm"))
     ap.add_argument("--kodak", default=str(ROOT.parent / "shared" / "data" / "kodak"))
     ap.add_argument("--out", default=str(OUT), help="folder for the files (default tests/golden)")
     args = ap.parse_args()

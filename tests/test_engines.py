@@ -177,7 +177,7 @@ def test_committed_tiny_packages_are_up_to_date(name):
 
 @pytest.mark.weights
 def test_shipped_package_is_the_shipped_weights():
-    """crdr_codec/models/crdr-lite.crdrm was exported from weights/crdr-lite.pt."""
+    """weights/crdr-lite.crdrm was exported from weights/crdr-lite.pt."""
     from crdr_codec.nn.weights import default_weights_path
     from crdr_codec.weights_id import read_fingerprint
 
