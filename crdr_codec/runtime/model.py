@@ -121,15 +121,17 @@ class RuntimeModel:
         if isinstance(source, (str, os.PathLike)):
             if not Path(source).is_file():
                 raise WeightsError(f"model file not found: {source}")
-            read_meta(source)  # a clear error for anything that is not a package
+            meta = read_meta(source)  # a clear error for anything that is not a package
             try:
                 self._arrays = np.load(source, allow_pickle=False)
             except (OSError, ValueError, zipfile.BadZipFile) as e:
                 raise WeightsError(f"{source}: not a crdr model package ({e})") from None
         else:
             self._arrays = source
+            meta = None
         try:
-            meta = json.loads(self._array("meta").tobytes().decode("utf-8"))
+            if meta is None:
+                meta = json.loads(self._array("meta").tobytes().decode("utf-8"))
             self.fingerprint = bytes.fromhex(meta["fingerprint"])
             self.config = ModelConfig.from_dict(meta["config"])
         except (KeyError, ValueError, TypeError) as e:
